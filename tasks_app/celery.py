@@ -4,5 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from . import config
+
 app = Celery("tasks_app", include=["tasks_app.tasks"])
-app.config_from_object("tasks_app.config")
+app.config_from_object(config.settings)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import sys
 import time
@@ -20,11 +21,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, group
+from kombu.exceptions import OperationalError
 
+from . import config
 from .celery import app as default_app
+from .tasks import add, mul
 
 TASK_PREFIX = "tasks_app.tasks."
 MISSING = object()  # stands for a result that never arrived or raised
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON (no spaces), so that key=value output splits cleanly on whitespace."""
+    return json.dumps(value, separators=(",", ":"), default=repr)
 
 
 def parse_value(text: str) -> Any:
@@ -101,7 +110,7 @@ def format_table(reports: Sequence[RoundtripReport]) -> str:
 def make_app(broker_url: str) -> Celery:
     """A separate app with the usual settings but only this broker (no failover list)."""
     target = Celery("tasks_app", set_as_current=False)
-    target.config_from_object("tasks_app.config")
+    target.config_from_object(copy.deepcopy(config.settings))  # nothing shared with the others
     target.conf.update(broker_url=broker_url, broker_failover_strategy=None)
     return target
 
@@ -153,10 +162,7 @@ def run_roundtrip(app: Celery, name: str, count: int, timeout: float) -> Roundtr
 
 def compare(check: str, got: Any, expected: Any) -> bool:
     ok = got == expected
-    print(
-        f"check={check} ok={str(ok).lower()} "
-        f"result={json.dumps(got, default=repr)} expected={json.dumps(expected)}"
-    )
+    print(f"check={check} ok={str(ok).lower()} result={to_json(got)} expected={to_json(expected)}")
     return ok
 
 
@@ -172,7 +178,7 @@ def cmd_submit(app: Celery, args: argparse.Namespace) -> int:
         return 1
     print(
         f"task={name} id={result.id} status=ok sent_at={start:.3f} "
-        f"seconds={time.time() - start:.3f} result={json.dumps(value, default=repr)}"
+        f"seconds={time.time() - start:.3f} result={to_json(value)}"
     )
     return 0
 
@@ -210,9 +216,7 @@ def cmd_roundtrip(app: Celery, args: argparse.Namespace) -> int:
 
 
 def cmd_canvas(app: Celery, args: argparse.Namespace) -> int:
-    # The task objects belong to the default app, which main() already pointed at --broker.
-    from .tasks import add, mul
-
+    # add and mul belong to the default app, which main() has already pointed at --broker.
     timeout = args.timeout
     checks = [
         ("chain", lambda: (add.s(2, 2) | mul.s(8)).apply_async().get(timeout=timeout), 32),
@@ -293,5 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.conf.update(broker_url=args.broker, broker_failover_strategy=None)
     try:
         return args.func(app, args)
+    except (OperationalError, OSError) as exc:  # broker unreachable: one line, no traceback
+        print(f"command={args.command} status=error error={exc!r}")
+        return 1
     finally:
         close_app(app)

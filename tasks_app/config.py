@@ -4,8 +4,9 @@ The worker, beat and the CLI all run on hosts where systemd passes the settings 
 EnvironmentFile. So that an operator can also run ``python -m tasks_app ...`` by hand on those
 hosts, the same KEY=VALUE file is read here too (real environment variables win over it).
 
-Every setting is a module attribute, so ``app.config_from_object("tasks_app.config")`` works;
-``load_settings`` is the pure function behind them, for unit tests.
+``settings`` is what the app loads (``app.config_from_object(config.settings)``: a dict, so that
+the helpers and imports of this module do not end up among the settings); ``load_settings`` is
+the pure function behind it, for unit tests.
 """
 
 from __future__ import annotations
@@ -134,5 +135,4 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     return settings
 
 
-# Module attributes for app.config_from_object("tasks_app.config").
-globals().update(load_settings(merged_environ(os.environ)))
+settings = load_settings(merged_environ(os.environ))

@@ -3,6 +3,7 @@
 import argparse
 
 import pytest
+from kombu.exceptions import OperationalError
 
 from tasks_app import app, cli
 from tasks_app.cli import (
@@ -177,6 +178,7 @@ def test_canvas_command_eagerly(monkeypatch, capsys):
     assert args.func(app, args) == 0
     out = capsys.readouterr().out
     assert "check=chain ok=true result=32 expected=32" in out
+    assert "check=group ok=true result=[0,2,4,6,8,10,12,14,16,18] " in out
     assert out.splitlines()[-1] == "checks=3 failed=0 status=ok"
 
 
@@ -207,3 +209,32 @@ def test_main_points_the_app_at_broker(monkeypatch):
     assert cli.main(["--broker", "amqp://node1:5672//", "ping"]) == 1
     assert seen == ["amqp://node1:5672//"]
     assert closed == [app]
+
+
+def test_an_unreachable_broker_is_one_line(monkeypatch, capsys):
+    def refuse(app_, args):
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(cli, "cmd_ping", refuse)
+    monkeypatch.setattr(cli, "close_app", lambda app_: None)
+    assert cli.main(["ping"]) == 1
+    assert capsys.readouterr().out.startswith("command=ping status=error error=")
+
+
+def test_submit_prints_the_result_as_compact_json(capsys):
+    class Sent(FakeResult):
+        id = "abc"
+
+    sent = []
+
+    class SubmitApp:
+        def send_task(self, name, args, countdown):
+            sent.append((name, args, countdown))
+            return Sent([sum(args[0])])
+
+    args = build_parser().parse_args(["submit", "xsum", "[1, 2, 3]", "--countdown", "2"])
+    assert cli.cmd_submit(SubmitApp(), args) == 0
+    assert sent == [("tasks_app.tasks.xsum", [[1, 2, 3]], 2.0)]
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("task=tasks_app.tasks.xsum id=abc status=ok sent_at=")
+    assert line.endswith(" result=[6]")
