@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,40 @@ def lab_groups() -> dict[str, set[str]]:
 @pytest.fixture(scope="session")
 def expected_groups() -> dict[str, set[str]]:
     return lab_groups()
+
+
+def published_port(container: str, port: int) -> int:
+    """The controller's loopback port that docker publishes for a container's port."""
+    out = subprocess.run(
+        ["docker", "port", container, f"{port}/tcp"], check=True, capture_output=True, text=True
+    ).stdout
+    for line in out.splitlines():
+        address, _, host_port = line.rpartition(":")
+        if address in ("127.0.0.1", "0.0.0.0"):  # noqa: S104 - parsing docker's output, not binding
+            return int(host_port)
+    raise AssertionError(f"{container}:{port} is not published on the controller: {out!r}")
+
+
+def role_defaults(role: str) -> dict:
+    return yaml.safe_load((PROJECT / "roles" / role / "defaults/main.yml").read_text())
+
+
+def lab_settings() -> dict:
+    """Role defaults, overlaid with the lab's literal group_vars, plus the lab's secrets.
+
+    testinfra hands variables over unrendered, so templated values ("{{ vault_x }}") are
+    skipped here and the secrets are read from the vault file they come from.
+    """
+    settings: dict = {}
+    for role in ("rabbitmq", "haproxy", "celery_worker", "flower"):
+        if (PROJECT / "roles" / role / "defaults/main.yml").exists():
+            settings.update(role_defaults(role))
+    group_vars = yaml.safe_load((PROJECT / "inventory/lab/group_vars/all/main.yml").read_text())
+    settings.update({k: v for k, v in group_vars.items() if not (isinstance(v, str) and "{{" in v)})
+    settings.update(yaml.safe_load((PROJECT / "inventory/lab/group_vars/all/vault.yml").read_text()))
+    return settings
+
+
+@pytest.fixture(scope="session")
+def lab():
+    return lab_settings()
