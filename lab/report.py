@@ -13,7 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def inventory() -> dict:
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(ROOT / "inventory/lab/hosts.yml"), "--list"],
+        [
+            str(Path(sys.executable).parent / "ansible-inventory"),
+            "-i",
+            str(ROOT / "inventory/lab/hosts.yml"),
+            "--list",
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -34,7 +39,13 @@ def host_groups(inv: dict) -> dict[str, list[str]]:
 
 def container(name: str) -> tuple[str, str]:
     proc = subprocess.run(
-        ["docker", "inspect", "--format", "{{json .State.Status}}|{{json .NetworkSettings.Ports}}", name],
+        [
+            "docker",
+            "inspect",
+            "--format",
+            "{{json .State.Status}}|{{json .NetworkSettings.Ports}}",
+            name,
+        ],
         capture_output=True,
         text=True,
     )

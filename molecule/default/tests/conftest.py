@@ -61,7 +61,9 @@ def lab_settings() -> dict:
             settings.update(role_defaults(role))
     group_vars = yaml.safe_load((PROJECT / "inventory/lab/group_vars/all/main.yml").read_text())
     settings.update({k: v for k, v in group_vars.items() if not (isinstance(v, str) and "{{" in v)})
-    settings.update(yaml.safe_load((PROJECT / "inventory/lab/group_vars/all/vault.yml").read_text()))
+    settings.update(
+        yaml.safe_load((PROJECT / "inventory/lab/group_vars/all/vault.yml").read_text())
+    )
     return settings
 
 

@@ -12,7 +12,9 @@ def test_host_is_reachable(host):
 def test_systemd_is_running_with_no_failed_unit(host):
     state = host.run("systemctl is-system-running --wait")
     failed = host.check_output("systemctl list-units --failed --no-legend --plain")
-    assert state.stdout.strip() == "running", f"systemd is {state.stdout.strip()}; failed units:\n{failed}"
+    assert state.stdout.strip() == "running", (
+        f"systemd is {state.stdout.strip()}; failed units:\n{failed}"
+    )
     assert failed == ""
 
 

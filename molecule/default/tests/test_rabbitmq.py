@@ -33,7 +33,8 @@ def test_cluster_has_every_node_running_and_healthy(host):
 
 
 @pytest.mark.parametrize(
-    "check", ["check_running", "check_local_alarms", "check_port_connectivity", "check_virtual_hosts"]
+    "check",
+    ["check_running", "check_local_alarms", "check_port_connectivity", "check_virtual_hosts"],
 )
 def test_diagnostics_pass(host, check):
     result = host.run(f"rabbitmq-diagnostics -q {check}")
