@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import kombu.pools
 from celery import Celery, group
 from kombu.exceptions import OperationalError
 
@@ -128,6 +129,9 @@ def close_app(app: Celery) -> None:
     with contextlib.suppress(Exception):
         app.pool.force_close_all()
     app.close()
+    # Producer pools live in kombu's process-wide registry, keyed by connection: forget them,
+    # or the next app with the same URL would be handed this app's closed pool.
+    kombu.pools.reset()
 
 
 def run_roundtrip(app: Celery, name: str, count: int, timeout: float) -> RoundtripReport:

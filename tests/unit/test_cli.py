@@ -238,3 +238,12 @@ def test_submit_prints_the_result_as_compact_json(capsys):
     line = capsys.readouterr().out.strip()
     assert line.startswith("task=tasks_app.tasks.xsum id=abc status=ok sent_at=")
     assert line.endswith(" result=[6]")
+
+
+def test_apps_for_the_same_url_in_turn_do_not_share_a_closed_pool():
+    # The roundtrip command runs one app per --target; the same URL may come twice.
+    for _ in range(2):
+        app = cli.make_app("memory://")
+        with app.producer_pool.acquire(block=True) as producer:
+            producer.publish({"x": 1}, routing_key="q")
+        cli.close_app(app)
