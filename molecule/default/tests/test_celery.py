@@ -1,0 +1,276 @@
+"""Celery workers, beat and Flower: units, users, file modes, pings, beat ticks, round trips.
+
+Every expected value comes from the inventory (groups, variables Ansible templates) or, when
+the inventory leaves a variable to its role, from that role's defaults/main.yml: the checks
+follow the configuration instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shlex
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+testinfra_hosts = ["ansible://celery_workers"]
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+ENV_FILE = "/etc/tasks_app/tasks_app.env"
+FLOWER_ENV_FILE = "/etc/flower/flower.env"
+UNDEFINED = "VARIABLE IS NOT DEFINED!"
+
+
+@functools.cache
+def role_defaults(role: str) -> dict:
+    return yaml.safe_load((PROJECT / "roles" / role / "defaults" / "main.yml").read_text())
+
+
+_var_cache: dict[tuple[str, str], object] = {}
+
+
+def role_var(host, role: str, name: str):
+    """What a role used on ``host``: the inventory's value (templated), else the role default."""
+    key = (host.backend.host, name)
+    if key not in _var_cache:
+        expression = f"{{{{ {name} | default('{UNDEFINED}') | to_json }}}}"
+        result = host.ansible("ansible.builtin.debug", f'msg="{expression}"', check=False)
+        value = json.loads(result["msg"])
+        _var_cache[key] = role_defaults(role)[name] if value == UNDEFINED else value
+    return _var_cache[key]
+
+
+@functools.cache
+def lab_host(name: str, inventory: str | None):
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+
+
+@pytest.fixture(scope="module")
+def inventory(request) -> str | None:
+    return request.config.option.ansible_inventory or os.environ.get("MOLECULE_INVENTORY_FILE")
+
+
+@pytest.fixture(scope="module")
+def groups(inventory) -> dict[str, list[str]]:
+    workers = testinfra.get_hosts(["ansible://celery_workers"], ansible_inventory=inventory)
+    return workers[0].ansible.get_variables()["groups"]
+
+
+def as_user(user: str, command: str, cwd: str = "/") -> str:
+    """A shell command line that runs ``command`` as ``user`` (no login shell needed)."""
+    return f"cd {shlex.quote(cwd)} && runuser -u {shlex.quote(user)} -- {command}"
+
+
+def expand_node_name(template: str, hostname: str) -> str:
+    """Celery's %h / %n / %d expansion of a node name."""
+    short, _, domain = hostname.partition(".")
+    return template.replace("%h", hostname).replace("%n", short).replace("%d", domain)
+
+
+@pytest.fixture(scope="module")
+def worker_nodes(groups, inventory) -> set[str]:
+    """Node names every worker of the group should answer as."""
+    nodes = set()
+    for name in groups["celery_workers"]:
+        worker = lab_host(name, inventory)
+        template = role_var(worker, "celery_worker", "celery_worker_node_name")
+        nodes.add(expand_node_name(template, worker.check_output("hostname")))
+    return nodes
+
+
+def service_pids(host, unit: str) -> list[str]:
+    main = host.check_output(f"systemctl show --property MainPID --value {unit}")
+    assert main not in ("", "0"), f"{unit} has no main process"
+    children = host.run(f"pgrep --parent {main}").stdout.split()
+    return [main, *children]
+
+
+# --- Workers ----------------------------------------------------------------------------------
+
+
+def test_worker_unit_is_active_and_enabled(host):
+    service = host.service("celery-worker")
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_worker_runs_as_the_service_user(host):
+    user = role_var(host, "celery_worker", "celery_worker_user")
+    pids = service_pids(host, "celery-worker")
+    # The main process and its prefork pool children.
+    concurrency = int(role_var(host, "celery_worker", "celery_worker_concurrency"))
+    assert len(pids) >= 1 + concurrency
+    for pid in pids:
+        assert host.check_output(f"ps -o user= -p {pid}") == user
+
+
+def test_env_file_is_readable_by_the_service_group_only(host):
+    group = role_var(host, "celery_worker", "celery_worker_group")
+    env = host.file(ENV_FILE)
+    assert env.is_file
+    assert env.user == "root"
+    assert env.group == group
+    assert env.mode == 0o640
+    assert re.search(r"^TASKS_APP_BROKER_URL=amqps?://", env.content_string, re.MULTILINE)
+
+
+def test_every_worker_answers_a_ping_from_this_host(host, worker_nodes):
+    user = role_var(host, "celery_worker", "celery_worker_user")
+    venv = role_var(host, "celery_worker", "celery_worker_venv_dir")
+    state_dir = role_var(host, "celery_worker", "celery_worker_state_dir")
+    result = host.run(
+        as_user(user, f"{venv}/bin/celery -A tasks_app inspect ping --timeout 5 --json", state_dir)
+    )
+    assert result.rc == 0, result.stdout + result.stderr
+    replies = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(replies) == worker_nodes
+    assert all(reply == {"ok": "pong"} for reply in replies.values())
+
+
+def test_beat_runs_only_on_the_beat_host(host, groups):
+    beat_group = role_var(host, "celery_worker", "celery_worker_beat_group")
+    assert len(groups[beat_group]) == 1
+    service = host.service("celery-beat")
+    if host.backend.host in groups[beat_group]:
+        assert service.is_running
+        assert service.is_enabled
+        user = role_var(host, "celery_worker", "celery_worker_user")
+        assert host.check_output(f"ps -o user= -p {service_pids(host, 'celery-beat')[0]}") == user
+    else:
+        assert host.run("systemctl is-active celery-beat").stdout.strip() != "active"
+        assert not host.file("/etc/systemd/system/celery-beat.service").exists
+
+
+def test_submit_add_round_trip_from_this_host(host):
+    user = role_var(host, "celery_worker", "celery_worker_user")
+    venv = role_var(host, "celery_worker", "celery_worker_venv_dir")
+    state_dir = role_var(host, "celery_worker", "celery_worker_state_dir")
+    result = host.run(as_user(user, f"{venv}/bin/python -m tasks_app submit add 4 4", state_dir))
+    assert result.rc == 0, result.stdout + result.stderr
+    assert "status=ok" in result.stdout
+    assert "result=8" in result.stdout.split()
+
+
+# --- Beat and throughput: once for the group, not once per host --------------------------------
+
+
+def test_beat_tick_is_recent_on_a_worker(groups, inventory):
+    """beat_tick writes <state dir>/beat-tick on whichever worker ran it: one must be recent."""
+    workers = [lab_host(name, inventory) for name in groups["celery_workers"]]
+    interval = float(role_var(workers[0], "celery_worker", "celery_worker_beat_interval"))
+    allowed = 3 * interval
+    deadline = time.monotonic() + max(60.0, allowed)
+    ages: dict[str, float] = {}
+    while True:
+        for worker in workers:
+            state_dir = role_var(worker, "celery_worker", "celery_worker_state_dir")
+            # The tick and the host's clock, read together on the host.
+            out = worker.run(f"cat {state_dir}/beat-tick && date +%s.%N").stdout.split()
+            if len(out) == 2:
+                ages[worker.backend.host] = float(out[1]) - float(out[0])
+        if ages and min(ages.values()) <= allowed:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(interval, 5.0))
+    pytest.fail(f"no beat tick within {allowed:.0f} s (3 beat intervals); ages in s: {ages}")
+
+
+def test_roundtrip_of_200_tasks_fails_none(groups, inventory):
+    worker = lab_host(groups["celery_workers"][0], inventory)
+    user = role_var(worker, "celery_worker", "celery_worker_user")
+    venv = role_var(worker, "celery_worker", "celery_worker_venv_dir")
+    state_dir = role_var(worker, "celery_worker", "celery_worker_state_dir")
+    result = worker.run(
+        as_user(user, f"{venv}/bin/python -m tasks_app roundtrip -n 200 --timeout 120", state_dir)
+    )
+    report = dict(pair.split("=", 1) for pair in result.stdout.split() if "=" in pair)
+    print(result.stdout.strip())
+    assert result.rc == 0, result.stdout + result.stderr
+    assert report.get("tasks") == "200"
+    assert report.get("ok") == "200"
+    assert report.get("failed") == "0"
+
+
+# --- Flower: on the hosts of the flower group ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def flower_hosts(groups, inventory) -> list:
+    hosts = [lab_host(name, inventory) for name in groups.get("flower", [])]
+    assert hosts, "the inventory has no host in group 'flower'"
+    return hosts
+
+
+def flower_get(flower, path: str, auth: str | None) -> tuple[int, str]:
+    """GET Flower's URL on the Flower host itself, with or without basic auth."""
+    port = role_var(flower, "flower", "flower_port")
+    script = (
+        "import base64, os, sys, urllib.error, urllib.request\n"
+        f"req = urllib.request.Request('http://127.0.0.1:{port}{path}')\n"
+        "auth = os.environ.get('FLOWER_CHECK_AUTH')\n"
+        "if auth:\n"
+        "    req.add_header('Authorization', 'Basic ' + base64.b64encode(auth.encode()).decode())\n"
+        "try:\n"
+        "    with urllib.request.urlopen(req, timeout=10) as resp:\n"
+        "        print(resp.status); print(resp.read().decode())\n"
+        "except urllib.error.HTTPError as exc:\n"
+        "    print(exc.code)\n"
+    )
+    env = f"FLOWER_CHECK_AUTH={shlex.quote(auth)} " if auth else ""
+    result = flower.run(f"{env}python3 -c {shlex.quote(script)}")
+    assert result.rc == 0, f"request to Flower failed: {result.stderr}"
+    status, _, body = result.stdout.partition("\n")
+    return int(status), body
+
+
+def flower_auth(flower) -> str:
+    user = role_var(flower, "flower", "flower_basic_auth_user")
+    password = role_var(flower, "flower", "flower_basic_auth_password")
+    assert password, "flower_basic_auth_password is not set in the inventory"
+    return f"{user}:{password}"
+
+
+def test_flower_unit_is_active_enabled_and_runs_as_its_user(flower_hosts):
+    for flower in flower_hosts:
+        service = flower.service("flower")
+        assert service.is_running
+        assert service.is_enabled
+        user = role_var(flower, "flower", "flower_user")
+        assert flower.check_output(f"ps -o user= -p {service_pids(flower, 'flower')[0]}") == user
+
+
+def test_flower_secrets_are_only_in_its_env_file(flower_hosts):
+    for flower in flower_hosts:
+        group = role_var(flower, "flower", "flower_group")
+        env = flower.file(FLOWER_ENV_FILE)
+        assert (env.user, env.group, env.mode) == ("root", group, 0o640)
+        password = role_var(flower, "flower", "flower_basic_auth_password")
+        pid = service_pids(flower, "flower")[0]
+        assert password not in flower.check_output(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
+
+
+def test_flower_api_lists_every_worker_with_auth(flower_hosts, worker_nodes):
+    for flower in flower_hosts:
+        auth = flower_auth(flower)
+        deadline = time.monotonic() + 60
+        while True:
+            status, body = flower_get(flower, "/api/workers?refresh=1", auth)
+            seen = set(json.loads(body)) if status == 200 else set()
+            if worker_nodes <= seen or time.monotonic() >= deadline:
+                break
+            time.sleep(3)
+        assert status == 200
+        assert worker_nodes <= seen, f"Flower lists {sorted(seen)}, expected {sorted(worker_nodes)}"
+
+
+def test_flower_api_refuses_requests_without_auth(flower_hosts):
+    for flower in flower_hosts:
+        status, _ = flower_get(flower, "/api/workers", None)
+        assert status == 401
