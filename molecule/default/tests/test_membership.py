@@ -1,0 +1,106 @@
+"""Cluster membership through the playbook: a standalone node joins the running cluster the
+way a new (fourth) host would, and a node of another cluster is refused, never reset.
+
+Runs `ansible-playbook playbooks/rabbitmq.yml` against the lab from the controller and leaves
+the cluster as it found it (three running nodes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import LAB_INVENTORY, PROJECT, lab_groups
+
+NODES = sorted(h for h, groups in lab_groups().items() if "rabbitmq" in groups)
+SEED, OTHER, LAST = NODES[0], NODES[1], NODES[-1]
+
+
+def docker_exec(container: str, *command: str) -> str:
+    return subprocess.run(
+        ["docker", "exec", container, *command], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def running_nodes(container: str) -> list[str]:
+    status = json.loads(
+        docker_exec(container, "rabbitmqctl", "-q", "cluster_status", "--formatter", "json")
+    )
+    return sorted(status["running_nodes"])
+
+
+def playbook(inventory: Path, *args: str) -> tuple[int, str, dict[str, int]]:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            str(PROJECT / "playbooks/rabbitmq.yml"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT,
+        timeout=900,
+    )
+    changed = {
+        host: int(count)
+        for host, count in re.findall(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", result.stdout, re.M)
+    }
+    return result.returncode, result.stdout + result.stderr, changed
+
+
+def detach(node: str) -> None:
+    """Make `node` a standalone node, as a freshly installed host would be."""
+    docker_exec(node, "rabbitmqctl", "stop_app")
+    docker_exec(node, "rabbitmqctl", "reset")
+    docker_exec(node, "rabbitmqctl", "start_app")
+    docker_exec(node, "rabbitmqctl", "await_startup")
+
+
+@pytest.fixture
+def seeded_by_standalone(tmp_path):
+    """A copy of the lab inventory whose rabbitmq group starts with the standalone node."""
+    inventory = yaml.safe_load(LAB_INVENTORY.read_text())
+    group = inventory["all"]["children"]["rabbitmq"]
+    group["hosts"] = {LAST: None, **{h: None for h in NODES if h != LAST}}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+    for vars_dir in ("group_vars", "host_vars"):
+        shutil.copytree(LAB_INVENTORY.parent / vars_dir, tmp_path / vars_dir)
+    return tmp_path / "hosts.yml"
+
+
+def test_standalone_node_joins_and_node_of_another_cluster_is_refused(seeded_by_standalone):
+    full = sorted(f"rabbit@{h}" for h in NODES)
+    assert running_nodes(SEED) == full
+    detach(LAST)
+    try:
+        assert running_nodes(LAST) == [f"rabbit@{LAST}"]
+        assert running_nodes(SEED) == sorted(set(full) - {f"rabbit@{LAST}"})
+
+        # Seeded by the standalone node, the first clustered node must be refused untouched.
+        rc, out, changed = playbook(seeded_by_standalone, "--limit", f"{LAST},{SEED}")
+        assert rc != 0, out[-3000:]
+        assert f"rabbit@{SEED} belongs to another cluster" in out, out[-3000:]
+        assert changed.get(SEED) == 0, changed
+        assert running_nodes(SEED) == sorted(set(full) - {f"rabbit@{LAST}"})
+    finally:
+        # With the lab's own inventory the standalone node joins like a new host would.
+        rc, out, changed = playbook(LAB_INVENTORY, "--limit", LAST)
+    assert rc == 0, out[-3000:]
+    assert changed.get(LAST, 0) > 0, out[-3000:]
+    # The task header, then (with profile_tasks) a timing line, then the result.
+    joined = rf"TASK \[rabbitmq : Join the seed's cluster\].*\n(?:.*\*\s*\n)?changed: \[{LAST}\]"
+    assert re.search(joined, out), out
+    assert running_nodes(SEED) == full
+    # A second run changes nothing: the node is now skipped as a member.
+    rc, out, changed = playbook(LAB_INVENTORY, "--limit", LAST)
+    assert rc == 0 and changed.get(LAST) == 0, out[-3000:]
