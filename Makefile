@@ -34,6 +34,10 @@ secrets: $(STAMP)  ## Generate the lab's secrets once (git-ignored)
 
 lab: secrets  ## Bring the lab up, converge site.yml, report what runs where
 	@start=$$(date +%s); \
+	if ! $(BIN)/python lab/report.py -n 0 >/dev/null 2>&1; then \
+	  echo "[lab] some lab host is missing or stopped: recreating the lab"; \
+	  $(MOLECULE) destroy -s $(SCENARIO) >/dev/null; \
+	fi; \
 	$(MOLECULE) create -s $(SCENARIO); \
 	$(MOLECULE) converge -s $(SCENARIO); \
 	echo "[lab] up and converged in $$(( $$(date +%s) - start )) s"

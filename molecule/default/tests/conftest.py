@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,34 @@ def lab_settings() -> dict:
 @pytest.fixture(scope="session")
 def lab():
     return lab_settings()
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+RECAP = re.compile(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", re.MULTILINE)
+
+
+def run_playbook(inventory: Path, playbook: str, *args: str) -> tuple[int, str, dict[str, int]]:
+    """Run a playbook of the project against the lab from the controller.
+
+    Returns the exit code, the plain output and the `changed` count of each host's recap.
+    Molecule forces colours on for its own runs; this run is read by a program, so not here.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("ANSIBLE_FORCE_COLOR", "PY_COLORS")}
+    env.update(ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            str(PROJECT / playbook),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT,
+        timeout=900,
+    )
+    output = ANSI.sub("", result.stdout + result.stderr)
+    changed = {host: int(count) for host, count in RECAP.findall(ANSI.sub("", result.stdout))}
+    return result.returncode, output, changed

@@ -7,16 +7,14 @@ the cluster as it found it (three running nodes)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import LAB_INVENTORY, PROJECT, lab_groups
+from conftest import LAB_INVENTORY, lab_groups, run_playbook
 
 NODES = sorted(h for h, groups in lab_groups().items() if "rabbitmq" in groups)
 SEED, OTHER, LAST = NODES[0], NODES[1], NODES[-1]
@@ -36,26 +34,7 @@ def running_nodes(container: str) -> list[str]:
 
 
 def playbook(inventory: Path, *args: str) -> tuple[int, str, dict[str, int]]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(inventory),
-            str(PROJECT / "playbooks/rabbitmq.yml"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=PROJECT,
-        timeout=900,
-    )
-    changed = {
-        host: int(count)
-        for host, count in re.findall(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", result.stdout, re.M)
-    }
-    return result.returncode, result.stdout + result.stderr, changed
+    return run_playbook(inventory, "playbooks/rabbitmq.yml", *args)
 
 
 def detach(node: str) -> None:

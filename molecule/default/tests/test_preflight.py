@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
+import json
 
 import pytest
-from conftest import PROJECT
+from conftest import LAB_INVENTORY, run_playbook
 
 BAD_INPUTS = {
     "short cookie": (
@@ -33,27 +29,11 @@ BAD_INPUTS = {
 def test_bad_input_is_refused_before_anything_changes(case, tmp_path):
     extra, message = BAD_INPUTS[case]
     extra_file = tmp_path / "extra.json"
-    extra_file.write_text(__import__("json").dumps(extra))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    bindir = Path(sys.executable).parent
-    result = subprocess.run(
-        [
-            str(bindir / "ansible-playbook"),
-            "-i",
-            str(PROJECT / "inventory/lab/hosts.yml"),
-            str(PROJECT / "playbooks/rabbitmq.yml"),
-            "-e",
-            f"@{extra_file}",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=PROJECT,
-        timeout=300,
+    extra_file.write_text(json.dumps(extra))
+    rc, output, changed = run_playbook(
+        LAB_INVENTORY, "playbooks/rabbitmq.yml", "-e", f"@{extra_file}"
     )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
+    assert rc != 0, output
     assert message in output, output[-3000:]
-    recap = re.findall(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", result.stdout, re.MULTILINE)
-    assert recap, output[-3000:]
-    assert all(changed == "0" for _, changed in recap), recap
+    assert changed, output[-3000:]
+    assert set(changed.values()) == {0}, changed
