@@ -10,7 +10,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-$(shell sha256sum requirements.txt | cut -c1-12)
 SCENARIO ?= default
 # Every molecule call gets the base image built (or reused) first.
-MOLECULE = LAB_IMAGE=$$(lab/image/build.sh) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule
+# (A separate assignment, so that a failed image build stops the recipe under `set -e`.)
+MOLECULE = LAB_IMAGE=$$(lab/image/build.sh); export LAB_IMAGE; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule
 
 .PHONY: help venv image secrets lab lab-report lab-down lint unit test
 

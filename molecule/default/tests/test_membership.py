@@ -83,3 +83,34 @@ def test_standalone_node_joins_and_node_of_another_cluster_is_refused(seeded_by_
     # A second run changes nothing: the node is now skipped as a member.
     rc, out, changed = playbook(LAB_INVENTORY, "--limit", LAST)
     assert rc == 0 and changed.get(LAST) == 0, out[-3000:]
+
+
+def started_at(node: str) -> str:
+    return docker_exec(
+        node, "systemctl", "show", "rabbitmq-server", "--property=ActiveEnterTimestamp", "--value"
+    ).strip()
+
+
+def test_newer_configuration_restarts_those_nodes_one_at_a_time():
+    # As if an earlier run had written the configuration of two nodes, then failed before it
+    # could restart them: the next run must still restart exactly those, one at a time.
+    touched = NODES[1:]
+    before = {node: started_at(node) for node in NODES}
+    for node in touched:
+        docker_exec(node, "touch", "/etc/rabbitmq/rabbitmq.conf")
+    rc, out, changed = playbook(LAB_INVENTORY)
+    assert rc == 0, out[-3000:]
+    after = {node: started_at(node) for node in NODES}
+    assert after[SEED] == before[SEED], "a node whose configuration did not change was restarted"
+    assert all(after[node] != before[node] for node in touched), (before, after)
+    blocks = re.split(r"\nTASK \[", out)
+    restarts = [b for b in blocks if b.startswith("rabbitmq : Restart RabbitMQ]")]
+    assert (
+        sorted(h for b in restarts for h in re.findall(r"^changed: \[(\S+)\]", b, re.M)) == touched
+    )
+    assert all(len(re.findall(r"^changed: ", b, re.M)) <= 1 for b in restarts)
+    assert running_nodes(SEED) == sorted(f"rabbit@{h}" for h in NODES)
+    status = json.loads(
+        docker_exec(SEED, "rabbitmqctl", "-q", "cluster_status", "--formatter", "json")
+    )
+    assert set(status["maintenance_status"].values()) == {"not under maintenance"}

@@ -1,4 +1,5 @@
-"""Bad input is refused with a clear message before any host changes."""
+"""Bad input is refused with a clear message before any host changes: site.yml checks every
+tier's input first, so even a bad Flower password stops the run before RabbitMQ is touched."""
 
 from __future__ import annotations
 
@@ -16,8 +17,18 @@ BAD_INPUTS = {
         {"rabbitmq_erlang_cookie": "a" * 31 + "!$"},
         "with characters other than letters and digits",
     ),
+    # Valid on its own, but not the cookie the running cluster has: rotation is an operation.
+    "different cookie on a running cluster": (
+        {"rabbitmq_erlang_cookie": "Rotated" + "0" * 40},
+        "already runs with a different Erlang cookie",
+    ),
     "invalid user name": ({"rabbitmq_app_user": "bad user"}, "Invalid names"),
     "short password": ({"rabbitmq_app_password": "short"}, "has no password or a short one"),
+    "short HAProxy stats password": ({"haproxy_stats_password": "short"}, "haproxy_stats_password"),
+    "short Flower password": (
+        {"flower_basic_auth_password": "short"},
+        "flower_basic_auth_password",
+    ),
     "partition handling": (
         {"rabbitmq_cluster_partition_handling": "sometimes"},
         "rabbitmq_cluster_partition_handling",
@@ -30,9 +41,7 @@ def test_bad_input_is_refused_before_anything_changes(case, tmp_path):
     extra, message = BAD_INPUTS[case]
     extra_file = tmp_path / "extra.json"
     extra_file.write_text(json.dumps(extra))
-    rc, output, changed = run_playbook(
-        LAB_INVENTORY, "playbooks/rabbitmq.yml", "-e", f"@{extra_file}"
-    )
+    rc, output, changed = run_playbook(LAB_INVENTORY, "site.yml", "-e", f"@{extra_file}")
     assert rc != 0, output
     assert message in output, output[-3000:]
     assert changed, output[-3000:]

@@ -113,6 +113,11 @@ def app_connection(lab, node: str, vhost: str | None = None):
     )
 
 
+def test_guest_user_is_gone(host):
+    # On the node itself: loopback_users would refuse guest from afar even if it existed.
+    assert host.run("rabbitmqctl -q authenticate_user guest guest").rc != 0
+
+
 @pytest.mark.parametrize("node", NODES)
 def test_guest_cannot_log_in(node):
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):

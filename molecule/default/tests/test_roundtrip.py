@@ -80,6 +80,15 @@ def test_countdown_task_runs_after_its_delay_and_not_before(lab, countdown):
     assert ran_at - sent_at < countdown + 30, out
 
 
+def test_countdown_uses_rabbitmq_native_delayed_delivery(lab):
+    # Celery's native delayed delivery declares celery_delayed_0..27 on the vhost; without
+    # them, workers would hold ETA tasks in memory instead (not possible with quorum queues).
+    url = f"http://127.0.0.1:{published_port(LB, 15672)}/api/exchanges/{lab['rabbitmq_app_vhost']}"
+    operator = (lab["rabbitmq_operator_user"], lab["vault_rabbitmq_operator_password"])
+    names = {exchange["name"] for exchange in requests.get(url, auth=operator, timeout=10).json()}
+    assert {"celery_delayed_0", "celery_delayed_27", "celery_delayed_delivery"} <= names, names
+
+
 def test_management_ui_through_the_load_balancer(lab):
     url = f"http://127.0.0.1:{published_port(LB, 15672)}/api/overview"
     operator = (lab["rabbitmq_operator_user"], lab["vault_rabbitmq_operator_password"])
