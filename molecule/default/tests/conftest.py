@@ -103,3 +103,14 @@ def run_playbook(inventory: Path, playbook: str, *args: str) -> tuple[int, str, 
     output = ANSI.sub("", result.stdout + result.stderr)
     changed = {host: int(count) for host, count in RECAP.findall(ANSI.sub("", result.stdout))}
     return result.returncode, output, changed
+
+
+def after_failure_drill() -> bool:
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    return bool(ephemeral) and (Path(ephemeral) / "failure-drill-done").exists()
+
+
+# For tests that exercise the playbooks (slow): once per `molecule test`, in the first verify.
+once_before_drill = pytest.mark.skipif(
+    after_failure_drill(), reason="ran in the verify before the failure drill"
+)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import LAB_INVENTORY, lab_groups, run_playbook
+from conftest import LAB_INVENTORY, lab_groups, once_before_drill, run_playbook
 
 NODES = sorted(h for h, groups in lab_groups().items() if "rabbitmq" in groups)
 SEED, OTHER, LAST = NODES[0], NODES[1], NODES[-1]
@@ -57,6 +57,7 @@ def seeded_by_standalone(tmp_path):
     return tmp_path / "hosts.yml"
 
 
+@once_before_drill
 def test_standalone_node_joins_and_node_of_another_cluster_is_refused(seeded_by_standalone):
     full = sorted(f"rabbit@{h}" for h in NODES)
     assert running_nodes(SEED) == full
@@ -91,6 +92,7 @@ def started_at(node: str) -> str:
     ).strip()
 
 
+@once_before_drill
 def test_newer_configuration_restarts_those_nodes_one_at_a_time():
     # As if an earlier run had written the configuration of two nodes, then failed before it
     # could restart them: the next run must still restart exactly those, one at a time.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import LAB_INVENTORY, run_playbook
+from conftest import LAB_INVENTORY, once_before_drill, run_playbook
 
 BAD_INPUTS = {
     "short cookie": (
@@ -36,6 +36,7 @@ BAD_INPUTS = {
 }
 
 
+@once_before_drill
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_is_refused_before_anything_changes(case, tmp_path):
     extra, message = BAD_INPUTS[case]
