@@ -13,7 +13,7 @@ SCENARIO ?= default
 # (A separate assignment, so that a failed image build stops the recipe under `set -e`.)
 MOLECULE = LAB_IMAGE=$$(lab/image/build.sh); export LAB_IMAGE; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule
 
-.PHONY: help venv image secrets lab lab-report lab-down lint unit test
+.PHONY: help venv image secrets lab lab-report lab-down lint unit test chaos chaos-short ops-drill
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -60,6 +60,22 @@ unit: $(STAMP)  ## Fast tests that need no containers
 	@$(BIN)/python -m pytest -q tests
 
 test: lint unit secrets  ## Lint, fast tests, then the full molecule sequence
-	@start=$$(date +%s); \
-	$(MOLECULE) test -s $(SCENARIO); \
-	echo "[test] molecule test took $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s); rm -f .chaos/last.txt .verify/junit.xml; status=0; \
+	$(MOLECULE) test -s $(SCENARIO) || status=$$?; \
+	echo "[test] molecule test took $$(( $$(date +%s) - start )) s, exit $$status"; \
+	if [ "$$status" -ne 0 ]; then \
+	  $(BIN)/python lab/verify_summary.py .verify/junit.xml; \
+	  if [ -f .chaos/last.txt ]; then \
+	    echo "[test] the short fault run's verdict (.chaos/last.txt):"; cat .chaos/last.txt; \
+	  fi; \
+	fi; \
+	exit "$$status"
+
+chaos: $(STAMP)  ## Full fault run against the running lab (make lab first; ~15 min)
+	@$(BIN)/python lab/chaos.py
+
+chaos-short: $(STAMP)  ## The short fault run that make test includes (~6 min)
+	@$(BIN)/python lab/chaos.py --short
+
+ops-drill: $(STAMP)  ## The operations playbooks while tasks flow, against the running lab (~12 min)
+	@$(BIN)/python lab/chaos.py --ops

@@ -6,6 +6,9 @@ Real inventories keep the same `vault_*` names in an ansible-vault encrypted
 random values on the controller. Existing values are never rewritten (rotating them on a
 running cluster is an operation, not a side effect); names added by later roles are appended.
 Prints "changed" when it wrote the file, "ok" otherwise.
+
+`--rotate NAME` gives one secret a new value (the first step of a rotation: the
+playbooks/ops/rotate_*.yml playbook then puts it on the hosts).
 """
 
 from __future__ import annotations
@@ -37,11 +40,16 @@ def generate(length: int) -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     current = {}
     if VAULT_FILE.exists():
         current = yaml.safe_load(VAULT_FILE.read_text()) or {}
-    missing = [name for name in SECRETS if not current.get(name)]
+    rotate = argv[argv.index("--rotate") + 1 :] if "--rotate" in argv else []
+    unknown = [name for name in rotate if name not in SECRETS]
+    if unknown:
+        print(f"unknown secret(s): {', '.join(unknown)}; known: {', '.join(SECRETS)}")
+        return 2
+    missing = [name for name in SECRETS if not current.get(name) or name in rotate]
     if not missing:
         print("ok")
         return 0
@@ -57,4 +65,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

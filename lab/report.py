@@ -66,7 +66,7 @@ def container(name: str) -> tuple[str, dict[int, int]]:
 def settings() -> dict:
     """Role defaults overlaid with the lab's literal group_vars and its generated secrets."""
     merged: dict = {}
-    for role in ("rabbitmq", "haproxy", "flower"):
+    for role in ("rabbitmq", "haproxy", "celery_worker", "flower"):
         merged.update(yaml.safe_load((ROOT / "roles" / role / "defaults/main.yml").read_text()))
     group_vars = yaml.safe_load((INVENTORY / "group_vars/all/main.yml").read_text())
     merged.update({k: v for k, v in group_vars.items() if not (isinstance(v, str) and "{{" in v)})

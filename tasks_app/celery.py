@@ -6,5 +6,6 @@ from celery import Celery
 
 from . import config
 
-app = Celery("tasks_app", include=["tasks_app.tasks"])
+# amqp: task publishing waits a bounded time for RabbitMQ's confirm (tasks_app.amqp).
+app = Celery("tasks_app", include=["tasks_app.tasks"], amqp="tasks_app.amqp:AMQP")
 app.config_from_object(config.settings)

@@ -6,6 +6,8 @@ Every command prints key=value lines (for scripts and Ansible) and exits non-zer
     ping                    list the workers that answer; exit 1 if fewer than --expect answered
     roundtrip               send N add(i, i) tasks, check every result is 2*i, report throughput
     canvas                  run a chain, a group and chunks and check their results
+    stream                  send record() tasks at a steady rate, print every send and result
+                            as JSON lines (for fault runs; see tasks_app/stream.py)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import kombu.pools
@@ -26,6 +29,7 @@ from kombu.exceptions import OperationalError
 
 from . import config
 from .celery import app as default_app
+from .stream import Stream
 from .tasks import add, mul
 
 TASK_PREFIX = "tasks_app.tasks."
@@ -251,6 +255,17 @@ def cmd_canvas(app: Celery, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_stream(app: Celery, args: argparse.Namespace) -> int:
+    stream = Stream(
+        app,
+        run_id=args.run_id,
+        rate=args.rate,
+        long_every=args.long_every,
+        long_seconds=args.long_seconds,
+    )
+    return stream.run(args.duration, args.stop_file, args.result_timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tasks_app", description=__doc__.splitlines()[0]
@@ -290,6 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
     canvas = commands.add_parser("canvas", help="check a chain, a group and chunks")
     canvas.add_argument("--timeout", type=float, default=30.0)
     canvas.set_defaults(func=cmd_canvas)
+
+    stream = commands.add_parser("stream", help="a steady stream of recorded tasks (fault runs)")
+    stream.add_argument("--rate", type=float, default=10.0, help="tasks per second")
+    stream.add_argument("--duration", type=float, default=3600.0, help="seconds at most")
+    stream.add_argument("--stop-file", type=Path, help="stop sending once this file exists")
+    stream.add_argument("--run-id", default=f"run{int(time.time())}", help="token prefix")
+    stream.add_argument("--result-timeout", type=float, default=120.0)
+    stream.add_argument("--long-every", type=int, default=0, help="every Nth task is long")
+    stream.add_argument("--long-seconds", type=float, default=2.0, help="how long it sleeps")
+    stream.set_defaults(func=cmd_stream)
     return parser
 
 

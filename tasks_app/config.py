@@ -19,6 +19,7 @@ from typing import Any
 DEFAULT_CONFIG_FILE = "/etc/tasks_app/tasks_app.env"
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672//"
 DEFAULT_STATE_DIR = "/var/lib/tasks_app"
+DEFAULT_BACKEND = "tasks_app.backends:ReplicatedRPCBackend"
 
 
 def parse_env_file(text: str) -> dict[str, str]:
@@ -76,13 +77,21 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     if beat_interval <= 0:
         raise ValueError("TASKS_APP_BEAT_INTERVAL must be greater than 0")
     state_dir = environ.get("TASKS_APP_STATE_DIR", "").strip() or DEFAULT_STATE_DIR
+    result_expires = _number(environ, "TASKS_APP_RESULT_EXPIRES", 900)
+    if result_expires <= 0:  # it becomes the reply queue's x-expires, which must be > 0
+        raise ValueError("TASKS_APP_RESULT_EXPIRES must be greater than 0")
 
     settings: dict[str, Any] = {
         # The load balancer comes first; the nodes (if given) are only tried when it fails.
         "broker_url": ";".join([broker_url, *failover]),
-        "result_backend": environ.get("TASKS_APP_RESULT_BACKEND", "").strip() or "rpc://",
-        # rpc:// reply queues expire after this long unused; nothing needs results for longer.
-        "result_expires": 3600,
+        # rpc:// with replicated (quorum) reply queues, acknowledged results and a consumer
+        # that reconnects while a caller waits: a node loss costs no result (backends.py).
+        "result_backend": environ.get("TASKS_APP_RESULT_BACKEND", "").strip() or DEFAULT_BACKEND,
+        # A reply queue is deleted once no client has consumed from it for this long (its
+        # x-expires); a waiting client keeps it alive, so this only bounds the leftovers.
+        "result_expires": result_expires,
+        # Results as persistent messages (quorum queues store every message anyway).
+        "result_persistent": True,
         # JSON only: never unpickle what arrives from the network.
         "task_serializer": "json",
         "result_serializer": "json",
@@ -98,7 +107,27 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         # On connection loss the unacked messages go back to the queue and will run elsewhere,
         # so stop the copies still running here instead of running them twice.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "broker_heartbeat": _number(environ, "TASKS_APP_HEARTBEAT", 30),
+        # AMQP heartbeat: a connection whose peer went silent (a paused node, a cut network,
+        # a load balancer that died with the connection) is given up after about two of them.
+        # HAProxy's idle timeouts are longer (3 x RabbitMQ's heartbeat), so it never cuts first.
+        "broker_heartbeat": _number(environ, "TASKS_APP_HEARTBEAT", 10),
+        # Connect plus AMQP handshake, per attempt: a dead address costs this, not 4 s.
+        "broker_connection_timeout": _number(environ, "TASKS_APP_CONNECT_TIMEOUT", 3, float),
+        # Publishing retries a lost connection for about 20 s (Celery's default gives up in
+        # under a second: before HAProxy has even marked a dead node down, or the virtual IP
+        # has moved to the other load balancer, ~4 s). Then the caller gets OperationalError.
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 20,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        # Not a Celery setting (tasks_app.amqp): how long publishing a task waits for RabbitMQ's
+        # confirm before it reconnects and publishes again. Confirms take milliseconds; a
+        # message in flight when its queue's leader dies would otherwise wait for RabbitMQ's
+        # resend timer (7 s measured).
+        "tasks_app_confirm_timeout": _number(environ, "TASKS_APP_CONFIRM_TIMEOUT", 3, float),
         # Replicated quorum queues survive the loss of a node. ETA/countdown tasks then use
         # RabbitMQ native delayed delivery (Celery >= 5.5), which needs a topic exchange;
         # workers would otherwise hold ETA tasks in memory, which quorum queues cannot support.
@@ -110,12 +139,28 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "broker_native_delayed_delivery_queue_type": "quorum",
         # Quorum queues do not support global QoS; let the worker detect them and use per-consumer.
         "worker_detect_quorum_queues": True,
-        # Publisher confirms: publishing returns only once RabbitMQ accepted the message.
-        "broker_transport_options": {"confirm_publish": True},
-        # Keep reconnecting (through the failover list) for as long as it takes.
+        "broker_transport_options": {
+            # Publisher confirms: publishing returns only once RabbitMQ accepted the message.
+            "confirm_publish": True,
+            # A connection opened on first use (kombu's default_channel: a pool process's first
+            # result, a client's first publish) gets this many seconds of attempts in all. By
+            # default it gets one attempt of broker_connection_timeout: during a failover a
+            # worker then reported a task that succeeded as failed ("timed out"), found by the
+            # fault run.
+            "connect_retries_timeout": 20,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        # The worker keeps reconnecting (through the failover list) for as long as it takes; it
+        # still answers a shutdown meanwhile, and systemd's watchdog restarts it when that
+        # lasts longer than WatchdogSec (tasks_app.worker).
         "broker_connection_retry": True,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
+        # Celery's consumer with a heartbeat that cannot block the event loop and that feeds
+        # systemd's watchdog only while the worker consumes (tasks_app.worker).
+        "worker_consumer": "tasks_app.worker:Consumer",
         "task_track_started": False,
         # Events for Flower.
         "worker_send_task_events": True,
@@ -127,6 +172,10 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         },
         # Keep beat's own state next to the tick file, not in whatever the working directory is.
         "beat_schedule_filename": str(Path(state_dir) / "celerybeat-schedule"),
+        # Beat's scheduler feeds systemd's watchdog on every loop (tasks_app.beat), which runs
+        # at least this often (seconds).
+        "beat_scheduler": "tasks_app.beat:Scheduler",
+        "beat_max_loop_interval": 5,
         # Not a Celery setting: read by tasks_app.tasks.beat_tick through app.conf.
         "tasks_app_state_dir": state_dir,
     }

@@ -67,6 +67,30 @@ def beat_tick(self):
     return now
 
 
+RUNS_LOG = "runs.log"
+
+
+@app.task(bind=True)
+def record(self, token, seconds=0.0):
+    """Sleep ``seconds``, then append "task id, token, host" to <state dir>/runs.log.
+
+    The fault runs (lab/chaos.py) count these lines to tell a task that never ran from one that
+    ran twice. The line is written last and synced, so a run killed mid-task leaves none.
+    """
+    if seconds:
+        time.sleep(float(seconds))
+    host = socket.gethostname()
+    state_dir = Path(self.app.conf.get("tasks_app_state_dir") or DEFAULT_STATE_DIR)
+    line = f"{self.request.id} {token} {host}\n".encode()
+    fd = os.open(state_dir / RUNS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)  # one write of a short line with O_APPEND: never interleaved
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return {"token": token, "host": host}
+
+
 @app.task
 def whoami():
     return socket.gethostname()

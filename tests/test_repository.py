@@ -128,3 +128,21 @@ def test_vault_files_outside_the_lab_are_encrypted():
 def test_lab_vault_file_is_git_ignored():
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert "/inventory/lab/group_vars/all/vault.yml" in ignored
+
+
+def test_lab_virtual_ip_is_in_the_lab_subnet_but_never_handed_out():
+    """keepalived's address must be on the lab network, outside the range docker assigns."""
+    import ipaddress
+
+    molecule = load(ROOT / "molecule/default/molecule.yml")
+    lab_vars = load(ROOT / "inventory/lab/group_vars/all/main.yml")
+    vip = ipaddress.ip_address(lab_vars["keepalived_virtual_ip"])
+    for platform in molecule["platforms"]:
+        for network in platform.get("docker_networks", []):
+            for ipam in network["ipam_config"]:
+                assert vip in ipaddress.ip_network(ipam["subnet"])
+                assert vip not in ipaddress.ip_network(ipam["iprange"])
+    load_balancers = [p for p in molecule["platforms"] if p["name"].startswith("lb")]
+    assert len(load_balancers) >= 2
+    for platform in load_balancers:
+        assert "NET_ADMIN" in platform["capabilities"], platform["name"]

@@ -21,9 +21,9 @@ def test_defaults():
     settings = load_settings({})
     assert settings["broker_url"] == DEFAULT_BROKER_URL
     assert "broker_failover_strategy" not in settings
-    assert settings["result_backend"] == "rpc://"
+    assert settings["result_backend"] == "tasks_app.backends:ReplicatedRPCBackend"
     assert settings["worker_prefetch_multiplier"] == 1
-    assert settings["broker_heartbeat"] == 30
+    assert settings["broker_heartbeat"] == 10
     assert settings["task_default_queue"] == "celery"
     assert settings["tasks_app_state_dir"] == "/var/lib/tasks_app"
     assert settings["beat_schedule_filename"] == "/var/lib/tasks_app/celerybeat-schedule"
@@ -36,7 +36,7 @@ def test_values_from_environment():
             "TASKS_APP_BROKER_URL": LB,
             "TASKS_APP_RESULT_BACKEND": "rpc://?x=1",
             "TASKS_APP_PREFETCH": "4",
-            "TASKS_APP_HEARTBEAT": "10",
+            "TASKS_APP_HEARTBEAT": "20",
             "TASKS_APP_DEFAULT_QUEUE": "work",
             "TASKS_APP_STATE_DIR": "/srv/state",
             "TASKS_APP_BEAT_INTERVAL": "2.5",
@@ -45,7 +45,7 @@ def test_values_from_environment():
     assert settings["broker_url"] == LB
     assert settings["result_backend"] == "rpc://?x=1"
     assert settings["worker_prefetch_multiplier"] == 4
-    assert settings["broker_heartbeat"] == 10
+    assert settings["broker_heartbeat"] == 20
     assert settings["task_default_queue"] == "work"
     assert settings["tasks_app_state_dir"] == "/srv/state"
     assert settings["beat_schedule"]["beat-tick"]["schedule"] == 2.5
@@ -83,7 +83,7 @@ def test_reliability_settings():
     settings = load_settings({})
     assert settings["task_acks_late"] is True
     assert settings["task_reject_on_worker_lost"] is True
-    assert settings["broker_transport_options"] == {"confirm_publish": True}
+    assert settings["broker_transport_options"]["confirm_publish"] is True
     assert settings["broker_connection_retry_on_startup"] is True
     assert settings["broker_connection_max_retries"] is None
     assert settings["worker_cancel_long_running_tasks_on_connection_loss"] is True
@@ -107,7 +107,7 @@ def test_beat_schedule():
 def test_every_setting_is_known_to_celery():
     """A misspelt setting would be silently ignored by Celery."""
     unknown = set(load_settings({"TASKS_APP_BROKER_FAILOVER": NODE1})) - set(DEFAULTS)
-    assert unknown == {"tasks_app_state_dir"}
+    assert unknown == {"tasks_app_state_dir", "tasks_app_confirm_timeout"}
 
 
 def test_app_is_configured_from_the_module():
@@ -151,3 +151,44 @@ def test_environment_wins_over_the_file(tmp_path: Path):
 def test_a_named_but_missing_file_is_an_error(tmp_path: Path):
     with pytest.raises(FileNotFoundError):
         merged_environ({"TASKS_APP_CONFIG_FILE": str(tmp_path / "missing.env")})
+
+
+def test_publishing_outlasts_a_failover():
+    """Celery's default publish retry gives up in under a second, before HAProxy has marked a
+    dead node down (2-3 s) or the virtual IP has moved (~4 s); ours keeps trying ~20 s."""
+    settings = load_settings({})
+    policy = settings["task_publish_retry_policy"]
+    assert settings["task_publish_retry"] is True
+    waits, interval = 0.0, policy["interval_start"]
+    for _ in range(policy["max_retries"]):
+        waits += interval
+        interval = min(interval + policy["interval_step"], policy["interval_max"])
+    assert 10 <= waits <= 30
+    default = DEFAULTS["task_publish_retry_policy"]
+    assert default["max_retries"] * default["interval_max"] < 5  # what the default would give
+
+
+def test_worker_and_beat_are_supervised():
+    settings = load_settings({})
+    assert settings["worker_consumer"] == "tasks_app.worker:Consumer"
+    assert settings["beat_scheduler"] == "tasks_app.beat:Scheduler"
+    assert settings["beat_max_loop_interval"] <= 10
+    # Reconnect forever, but each attempt is bounded so the watchdog sees progress.
+    assert settings["broker_connection_max_retries"] is None
+    assert settings["broker_connection_timeout"] <= 5
+
+
+def test_result_backend_can_be_loaded():
+    from celery import Celery
+
+    from tasks_app.backends import ReplicatedRPCBackend
+
+    app = Celery("t", set_as_current=False)
+    app.config_from_object(load_settings({}))
+    assert isinstance(app.backend, ReplicatedRPCBackend)
+
+
+def test_a_connection_opened_on_first_use_retries_through_a_failover():
+    options = load_settings({})["broker_transport_options"]
+    assert options["confirm_publish"] is True
+    assert options["connect_retries_timeout"] >= 10  # kombu's default: one connect timeout

@@ -100,6 +100,34 @@ def test_worker_unit_is_active_and_enabled(host):
     assert service.is_enabled
 
 
+def test_worker_is_supervised_by_the_systemd_watchdog(host):
+    """Type=notify: systemd saw READY=1 (the unit is active only after the worker consumes) and
+    the watchdog is armed; the worker's heartbeat has fed it (else it would have restarted)."""
+    watchdog = int(role_var(host, "celery_worker", "celery_worker_watchdog_seconds"))
+    props = dict(
+        line.split("=", 1)
+        for line in host.check_output(
+            "systemctl show celery-worker -p Type -p WatchdogUSec -p NotifyAccess "
+            "-p ActiveEnterTimestampMonotonic -p WatchdogTimestampMonotonic -p NRestarts"
+        ).splitlines()
+    )
+    assert props["Type"] == "notify"
+    assert props["NotifyAccess"] == "main"
+    assert props["WatchdogUSec"] == f"{watchdog}s"
+    # The last watchdog ping is recent: within the heartbeat interval (2 s) plus slack.
+    uptime_us = float(host.check_output("cut -d' ' -f1 /proc/uptime")) * 1e6
+    assert uptime_us - int(props["WatchdogTimestampMonotonic"]) < 10e6, props
+
+
+def test_beat_is_supervised_by_the_systemd_watchdog(host, groups):
+    if host.backend.host not in groups["celery_beat"]:
+        pytest.skip("beat runs on the celery_beat host only")
+    watchdog = int(role_var(host, "celery_worker", "celery_worker_watchdog_seconds"))
+    out = host.check_output("systemctl show celery-beat -p Type -p WatchdogUSec")
+    assert "Type=notify" in out
+    assert f"WatchdogUSec={watchdog}s" in out
+
+
 def test_worker_runs_as_the_service_user(host):
     user = role_var(host, "celery_worker", "celery_worker_user")
     pids = service_pids(host, "celery-worker")

@@ -108,3 +108,25 @@ def test_stats_need_credentials(host):
     assert status_code(host, "/stats", wrong) == "401"
     right = f"{setting(host, 'haproxy_stats_user')}:{setting(host, 'haproxy_stats_password')}"
     assert status_code(host, "/stats", right) == "200", "the inventory's password was refused"
+
+
+def test_exactly_one_load_balancer_holds_the_virtual_ip(host):
+    """keepalived: the virtual IP is on one host of the group, never on two."""
+    vip = host.ansible.get_variables()["keepalived_virtual_ip"]
+    holders = []
+    for name in host.ansible.get_variables()["groups"]["haproxy"]:
+        peer = host.get_host(f"ansible://{name}", ansible_inventory=host.backend.ansible_inventory)
+        if f" {vip}/" in peer.check_output("ip -4 -o addr show"):
+            holders.append(name)
+    assert len(holders) == 1, holders
+
+
+def test_keepalived_tracks_haproxy(host):
+    assert host.service("keepalived").is_running
+    assert host.service("keepalived").is_enabled
+    config = host.file("/etc/keepalived/keepalived.conf").content_string
+    # A polled check (containers get no kernel process events for vrrp_track_process).
+    assert 'script "/usr/bin/pgrep -x haproxy"' in config
+    assert "track_script" in config
+    assert "script_user keepalived_script" in config
+    assert "nopreempt" in config

@@ -1,5 +1,6 @@
-"""Cluster membership through the playbook: a standalone node joins the running cluster the
-way a new (fourth) host would, and a node of another cluster is refused, never reset.
+"""Cluster membership through the playbook: the seed, reinstalled empty, joins the running
+cluster through another member the way a new host would; while it holds data it is refused,
+never reset.
 
 Runs `ansible-playbook playbooks/rabbitmq.yml` against the lab from the controller and leaves
 the cluster as it found it (three running nodes)."""
@@ -8,12 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-import yaml
 from conftest import LAB_INVENTORY, lab_groups, once_before_drill, run_playbook
 
 NODES = sorted(h for h, groups in lab_groups().items() if "rabbitmq" in groups)
@@ -45,45 +43,37 @@ def detach(node: str) -> None:
     docker_exec(node, "rabbitmqctl", "await_startup")
 
 
-@pytest.fixture
-def seeded_by_standalone(tmp_path):
-    """A copy of the lab inventory whose rabbitmq group starts with the standalone node."""
-    inventory = yaml.safe_load(LAB_INVENTORY.read_text())
-    group = inventory["all"]["children"]["rabbitmq"]
-    group["hosts"] = {LAST: None, **{h: None for h in NODES if h != LAST}}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
-    for vars_dir in ("group_vars", "host_vars"):
-        shutil.copytree(LAB_INVENTORY.parent / vars_dir, tmp_path / vars_dir)
-    return tmp_path / "hosts.yml"
-
-
 @once_before_drill
-def test_standalone_node_joins_and_node_of_another_cluster_is_refused(seeded_by_standalone):
+def test_a_reinstalled_seed_joins_through_a_running_member_and_data_is_never_reset():
+    """The seed (first node of the group) comes back empty, as a reinstalled host would: the
+    playbook must not need it, and must join it to the running cluster through another
+    member. While it holds data of its own, it is refused and left untouched."""
     full = sorted(f"rabbit@{h}" for h in NODES)
     assert running_nodes(SEED) == full
-    detach(LAST)
+    detach(SEED)
     try:
-        assert running_nodes(LAST) == [f"rabbit@{LAST}"]
-        assert running_nodes(SEED) == sorted(set(full) - {f"rabbit@{LAST}"})
+        assert running_nodes(SEED) == [f"rabbit@{SEED}"]
+        assert running_nodes(OTHER) == sorted(set(full) - {f"rabbit@{SEED}"})
 
-        # Seeded by the standalone node, the first clustered node must be refused untouched.
-        rc, out, changed = playbook(seeded_by_standalone, "--limit", f"{LAST},{SEED}")
+        docker_exec(SEED, "rabbitmqctl", "add_vhost", "stray")
+        rc, out, changed = playbook(LAB_INVENTORY, "--limit", SEED)
         assert rc != 0, out[-3000:]
-        assert f"rabbit@{SEED} belongs to another cluster" in out, out[-3000:]
-        assert changed.get(SEED) == 0, changed
-        assert running_nodes(SEED) == sorted(set(full) - {f"rabbit@{LAST}"})
+        assert f"rabbit@{SEED} is not in the cluster yet but holds data" in out, out[-3000:]
+        assert running_nodes(SEED) == [f"rabbit@{SEED}"]
+        assert "stray" in docker_exec(SEED, "rabbitmqctl", "-q", "list_vhosts", "name")
+        docker_exec(SEED, "rabbitmqctl", "delete_vhost", "stray")
     finally:
-        # With the lab's own inventory the standalone node joins like a new host would.
-        rc, out, changed = playbook(LAB_INVENTORY, "--limit", LAST)
+        # Emptied, it joins through the node that speaks for the cluster (not itself).
+        rc, out, changed = playbook(LAB_INVENTORY, "--limit", SEED)
     assert rc == 0, out[-3000:]
-    assert changed.get(LAST, 0) > 0, out[-3000:]
+    assert changed.get(SEED, 0) > 0, out[-3000:]
     # The task header, then (with profile_tasks) a timing line, then the result.
-    joined = rf"TASK \[rabbitmq : Join the seed's cluster\].*\n(?:.*\*\s*\n)?changed: \[{LAST}\]"
+    joined = rf"TASK \[rabbitmq : Join the anchor's cluster\].*\n(?:.*\*\s*\n)?changed: \[{SEED}\]"
     assert re.search(joined, out), out
-    assert running_nodes(SEED) == full
+    assert running_nodes(OTHER) == full
     # A second run changes nothing: the node is now skipped as a member.
-    rc, out, changed = playbook(LAB_INVENTORY, "--limit", LAST)
-    assert rc == 0 and changed.get(LAST) == 0, out[-3000:]
+    rc, out, changed = playbook(LAB_INVENTORY, "--limit", SEED)
+    assert rc == 0 and changed.get(SEED) == 0, out[-3000:]
 
 
 def started_at(node: str) -> str:

@@ -29,6 +29,15 @@ BAD_INPUTS = {
         {"flower_basic_auth_password": "short"},
         "flower_basic_auth_password",
     ),
+    # The lab runs RabbitMQ 4.0.x: an older pin is a downgrade, 4.2 skips 4.1.
+    "RabbitMQ downgrade": (
+        {"rabbitmq_server_version": "3.13.7-1"},
+        "downgrades are not supported",
+    ),
+    "RabbitMQ version jump": (
+        {"rabbitmq_server_version": "4.2.0-1"},
+        "Upgrade to the latest 4.1.x first",
+    ),
     "partition handling": (
         {"rabbitmq_cluster_partition_handling": "sometimes"},
         "rabbitmq_cluster_partition_handling",

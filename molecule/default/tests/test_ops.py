@@ -1,0 +1,199 @@
+"""Operator playbooks against the lab: the status report, rabbitmqctl through Ansible, and the
+definitions backup and restore.
+
+The status report exits 0 on the healthy lab, non-zero naming the node whose RabbitMQ is
+stopped, and 0 again once it is back. A changing rabbitmqctl command without confirm=yes is
+refused on the controller and changes nothing; a read-only one runs and prints the answer.
+A vhost exported, deleted and imported again comes back with the same queues, exchanges,
+bindings, policies and permissions; the backup file is 0600."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+from conftest import LAB_INVENTORY, lab_groups, once_before_drill, published_port, run_playbook
+
+NODES = sorted(h for h, groups in lab_groups().items() if "rabbitmq" in groups)
+LAST = NODES[-1]
+LB = sorted(h for h, groups in lab_groups().items() if "haproxy" in groups)[0]
+DRILL_VHOST = "ops-drill"
+
+
+def docker_exec(container: str, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["docker", "exec", container, *command], check=check, capture_output=True, text=True
+    )
+
+
+def vhosts() -> set[str]:
+    out = docker_exec(NODES[0], "rabbitmqctl", "-q", "list_vhosts", "name", "--formatter", "json")
+    return {v["name"] for v in json.loads(out.stdout)}
+
+
+def status() -> tuple[int, str]:
+    rc, output, _ = run_playbook(LAB_INVENTORY, "playbooks/ops/status.yml")
+    return rc, output
+
+
+def wait_for_running(node: str, limit: float = 120) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if (
+            docker_exec(
+                node, "rabbitmqctl", "await_startup", "--timeout", "10", check=False
+            ).returncode
+            == 0
+        ):
+            return
+    raise AssertionError(f"{node} did not start within {limit:.0f} s")
+
+
+@once_before_drill
+def test_the_status_report_says_healthy_then_names_a_stopped_node():
+    rc, output = status()
+    assert rc == 0, output[-4000:]
+    assert "Healthy" in output
+    for heading in (
+        "RabbitMQ nodes",
+        "Quorum queues",
+        "HAProxy servers",
+        "Celery workers",
+        "Flower",
+    ):
+        assert heading in output, heading
+
+    docker_exec(LAST, "systemctl", "stop", "rabbitmq-server")
+    try:
+        rc, output = status()
+        assert rc != 0, output[-4000:]
+        assert f"{LAST}: not running" in output, output[-4000:]
+        assert "UNHEALTHY" in output
+    finally:
+        docker_exec(LAST, "systemctl", "start", "rabbitmq-server")
+        wait_for_running(LAST)
+    # Back: HAProxy needs two good checks and the quorum members catch up; the report must say
+    # healthy again within two minutes.
+    deadline = time.monotonic() + 120
+    rc, output = status()
+    while rc != 0 and time.monotonic() < deadline:
+        rc, output = status()
+    assert rc == 0, output[-4000:]
+
+
+@once_before_drill
+def test_a_changing_rabbitmqctl_without_confirm_is_refused_and_changes_nothing(tmp_path):
+    extra = tmp_path / "cli.json"
+    extra.write_text(json.dumps({"cli": ["rabbitmqctl", "add_vhost", "refused-by-ops"]}))
+    rc, output, changed = run_playbook(
+        LAB_INVENTORY, "playbooks/ops/rabbitmqctl.yml", "-e", f"@{extra}"
+    )
+    assert rc != 0, output[-3000:]
+    assert "changes the cluster; refused" in output, output[-3000:]
+    assert set(changed) == {"localhost"}, changed  # no host of the lab was contacted
+    assert "refused-by-ops" not in vhosts()
+
+
+def test_a_read_only_rabbitmqctl_runs_and_prints_data(tmp_path):
+    extra = tmp_path / "cli.json"
+    extra.write_text(json.dumps({"cli": ["rabbitmqctl", "cluster_status"], "json": True}))
+    rc, output, changed = run_playbook(
+        LAB_INVENTORY, "playbooks/ops/rabbitmqctl.yml", "-e", f"@{extra}"
+    )
+    assert rc == 0, output[-3000:]
+    assert set(changed.values()) == {0}, changed
+    for node in NODES:
+        assert f"rabbit@{node}" in output
+    assert "running_nodes:" in output, output[-3000:]  # the answer shown as data
+
+
+def vhost_definitions(definitions: dict, vhost: str) -> dict:
+    """What a definitions export holds for one vhost, comparable between two exports."""
+    kinds = ("queues", "exchanges", "bindings", "policies", "permissions")
+    return {
+        kind: sorted(
+            (item for item in definitions.get(kind, []) if item.get("vhost") == vhost),
+            key=lambda item: json.dumps(item, sort_keys=True),
+        )
+        for kind in kinds
+    }
+
+
+def export_definitions(backup_dir: Path) -> tuple[Path, dict]:
+    before = set(backup_dir.glob("definitions-*.json")) if backup_dir.exists() else set()
+    rc, output, _ = run_playbook(
+        LAB_INVENTORY, "playbooks/ops/definitions_export.yml", "-e", f"backup_dir={backup_dir}"
+    )
+    assert rc == 0, output[-3000:]
+    (new,) = set(backup_dir.glob("definitions-*.json")) - before
+    return new, json.loads(new.read_text())
+
+
+@once_before_drill
+def test_definitions_exported_deleted_and_imported_come_back_the_same(lab, tmp_path):
+    api = f"http://127.0.0.1:{published_port(LB, 15672)}/api"
+    operator = (lab["rabbitmq_operator_user"], lab["vault_rabbitmq_operator_password"])
+    vhost = f"{api}/vhosts/{DRILL_VHOST}"
+    calls = [
+        ("put", vhost, {"default_queue_type": "quorum"}),
+        ("put", f"{api}/permissions/{DRILL_VHOST}/{operator[0]}", _full_rights()),
+        ("put", f"{api}/exchanges/{DRILL_VHOST}/drill-x", {"type": "topic", "durable": True}),
+        (
+            "put",
+            f"{api}/queues/{DRILL_VHOST}/drill-q",
+            {"durable": True, "arguments": {"x-queue-type": "quorum"}},
+        ),
+        (
+            "post",
+            f"{api}/bindings/{DRILL_VHOST}/e/drill-x/q/drill-q",
+            {"routing_key": "drill.#"},
+        ),
+        (
+            "put",
+            f"{api}/policies/{DRILL_VHOST}/drill-limit",
+            {"pattern": "^drill-", "definition": {"max-length": 1000}, "apply-to": "queues"},
+        ),
+    ]
+    backup_dir = tmp_path / "backups"
+    try:
+        for method, url, body in calls:
+            response = getattr(requests, method)(url, json=body, auth=operator, timeout=30)
+            assert response.status_code in (201, 204), (url, response.text)
+
+        path, exported = export_definitions(backup_dir)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(backup_dir.stat().st_mode) == 0o700
+        before = vhost_definitions(exported, DRILL_VHOST)
+        assert all(before.values()), before  # one of each kind, or the test proves nothing
+
+        docker_exec(NODES[0], "rabbitmqctl", "-q", "delete_vhost", DRILL_VHOST)
+        assert DRILL_VHOST not in vhosts()
+
+        rc, output, _ = run_playbook(
+            LAB_INVENTORY, "playbooks/ops/definitions_import.yml", "-e", f"file={path}"
+        )
+        assert rc != 0, output[-3000:]
+        assert "Run again with -e confirm=yes" in output, output[-3000:]
+        assert DRILL_VHOST not in vhosts()
+
+        rc, output, _ = run_playbook(
+            LAB_INVENTORY,
+            "playbooks/ops/definitions_import.yml",
+            "-e",
+            f"file={path}",
+            "-e",
+            "confirm=yes",
+        )
+        assert rc == 0, output[-3000:]
+        _, restored = export_definitions(backup_dir)
+        assert vhost_definitions(restored, DRILL_VHOST) == before
+    finally:
+        requests.delete(vhost, auth=operator, timeout=30)
+
+
+def _full_rights() -> dict:
+    return {"configure": ".*", "write": ".*", "read": ".*"}

@@ -1,0 +1,58 @@
+"""The rabbitmq role's upgrade-path check (roles/rabbitmq/filter_plugins/rabbitmq_versions.py),
+which the preflight runs before any host changes."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location(
+    "rabbitmq_versions", ROOT / "roles/rabbitmq/filter_plugins/rabbitmq_versions.py"
+)
+versions = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(versions)
+
+
+@pytest.mark.parametrize(
+    ("installed", "wanted"),
+    [
+        ("4.0.5-1", "4.0.5-1"),  # nothing changes
+        ("4.0.5-1", "4.0.9-1"),  # patch
+        ("4.0.5-1", "4.1.4-1"),  # next minor
+        ("3.13.7-1", "4.0.5-1"),  # last minor of 3 to 4.0
+        ("1:4.0.5-1+b1", "4.0.6-1"),  # epoch and binNMU suffix
+        ("4.0.5-1.el9", "4.1.0-1.el9"),  # RPM release
+        ("", "4.0.5-1"),  # not installed yet: a fresh install
+        ("4.0.5-1", ""),  # no pin: whatever the repository has, held
+    ],
+)
+def test_supported_changes_pass(installed, wanted):
+    assert versions.rabbitmq_upgrade_refusal(installed, wanted) == ""
+
+
+@pytest.mark.parametrize(
+    ("installed", "wanted", "says"),
+    [
+        ("4.0.5-1", "4.0.4-1", "downgrades are not supported"),
+        ("4.1.0-1", "4.0.9-1", "downgrades are not supported"),
+        ("4.0.5-1", "4.2.0-1", "Upgrade to the latest 4.1.x first"),
+        ("3.12.14-1", "4.0.5-1", "Upgrade to the latest 3.13.x first"),
+        ("3.13.7-1", "4.1.0-1", "Upgrade to the latest 4.0.x first"),
+        ("4.0.5-1", "5.0.0-1", "Upgrade to the latest 4.1.x first"),
+    ],
+)
+def test_unsupported_changes_are_refused_with_the_step_to_take(installed, wanted, says):
+    assert says in versions.rabbitmq_upgrade_refusal(installed, wanted)
+
+
+def test_an_erlang_downgrade_is_refused_an_upgrade_is_not():
+    assert "downgrades are refused" in versions.rabbitmq_erlang_refusal("1:27.3.4-1", "1:26.2.5-1")
+    assert versions.rabbitmq_erlang_refusal("1:27.3.4-1", "1:27.3.4.1-1") == ""
+
+
+def test_garbage_is_refused_not_passed():
+    assert "must be a package version" in versions.rabbitmq_upgrade_refusal("4.0.5-1", "latest")
+    assert "must be a package version" in versions.rabbitmq_erlang_refusal("1:27.3-1", "new")
