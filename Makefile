@@ -77,5 +77,5 @@ chaos: $(STAMP)  ## Full fault run against the running lab (make lab first; ~15 
 chaos-short: $(STAMP)  ## The short fault run that make test includes (~6 min)
 	@$(BIN)/python lab/chaos.py --short
 
-ops-drill: $(STAMP)  ## The operations playbooks while tasks flow, against the running lab (~12 min)
+ops-drill: $(STAMP)  ## The operations playbooks while tasks flow, against the running lab (~11 min)
 	@$(BIN)/python lab/chaos.py --ops

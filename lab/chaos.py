@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fault run against the lab (`make chaos`, `make chaos-short`), or the operations drill
 (`make ops-drill`: rolling restart, node removal and addition, full outage and recovery,
-Erlang cookie rotation, each through its playbook while the same stream runs).
+Erlang cookie rotation, password rotation, each through its playbook while the same stream
+runs).
 
 A steady stream of Celery tasks goes through the load balancers' virtual IP the whole time
 (`python -m tasks_app stream` on a client host of the lab, every send and result recorded),
@@ -33,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import requests
+from amqp.exceptions import AccessRefused
+from kombu import Connection
 from report import host_groups, inventory, settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +43,13 @@ OUT = ROOT / ".chaos"
 NETWORK = "rabbitmq-lab"
 TASK_QUEUE, VHOST = "celery", "celery"
 COOKIE = "vault_rabbitmq_erlang_cookie"
+# The RabbitMQ users whose passwords playbooks/ops/rotate_passwords.yml rotates: name setting
+# -> the lab vault's secret.
+PASSWORDS = {
+    "rabbitmq_app_user": "vault_rabbitmq_app_password",
+    "rabbitmq_operator_user": "vault_rabbitmq_operator_password",
+    "rabbitmq_monitoring_user": "vault_rabbitmq_monitoring_password",
+}
 # The bar of issue 8: a client publishing through the load balancer resumes within this many
 # seconds (p95) of a node being killed.
 RESUME_P95_LIMIT = 5.0
@@ -159,6 +169,26 @@ class Lab:
             if proc.returncode == 0:
                 return json.loads(proc.stdout)
         raise ValueError(f"no node answers rabbitmqctl {args[0]}")
+
+    def authenticates(self, user: str, password: str) -> bool:
+        """Whether RabbitMQ accepts this password (an AMQP login through the first load
+        balancer); any other failure raises."""
+        port = self.published(self.lbs[0], 5672)
+        connection = Connection(
+            hostname="127.0.0.1",
+            port=port,
+            userid=user,
+            password=password,
+            virtual_host=VHOST,
+            connect_timeout=10,
+        )
+        try:
+            connection.connect()
+        except AccessRefused:
+            return False
+        finally:
+            connection.release()
+        return True
 
     def cluster_status(self) -> dict:
         return self.rabbitmqctl_json("cluster_status")
@@ -456,6 +486,36 @@ class Chaos:
             fault.unhealthy_after.append("cookie rotation playbook failed")
         fault.t_heal = time.time()
 
+    def password_rotation(self, fault: Fault) -> None:
+        """New application, operator and monitoring passwords in the lab's vault, then the
+        operators' rotation playbook: RabbitMQ first, then each client one at a time (issue 9:
+        no task may fail). Afterwards each new password must log in and each old one not."""
+        fault.target = "app, operator, monitoring"
+        old = settings()
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "lab/generate_secrets.py"),
+                "--rotate",
+                *PASSWORDS.values(),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        new = settings()
+        returncode, _ = playbook("playbooks/ops/rotate_passwords.yml")
+        fault.note = f"rotation playbook exit {returncode} in {time.time() - fault.t_start:.0f} s"
+        if returncode != 0:
+            fault.unhealthy_after.append("password rotation playbook failed")
+        for user_setting, secret in PASSWORDS.items():
+            user = new[user_setting]
+            if not self.lab.authenticates(user, new[secret]):
+                fault.unhealthy_after.append(f"{user}: the new password is refused")
+            if self.lab.authenticates(user, old[secret]):
+                fault.unhealthy_after.append(f"{user}: the old password still logs in")
+        self.lab.conf = new
+        fault.t_heal = time.time()
+
     def full_outage(self, fault: Fault) -> None:
         """Every node killed at once, started again in reverse order, then the operators'
         recovery playbook (issue 9: the cluster is back within FULL_OUTAGE_LIMIT)."""
@@ -517,6 +577,9 @@ def schedule(lab: Lab, plan: str) -> list[Fault]:
             Fault("membership"),
             Fault("full_outage", hold=10),
             Fault("cookie_rotation"),
+            # Last: the stream is a client this playbook does not roll; it keeps its open
+            # connections, and would be refused if an outage made it open new ones.
+            Fault("password_rotation"),
         ]
     if plan == "short":
         return [
@@ -527,6 +590,8 @@ def schedule(lab: Lab, plan: str) -> list[Fault]:
             # Issue 9's recovery test: every node killed, started in reverse order, back
             # through playbooks/ops/recover.yml within FULL_OUTAGE_LIMIT; beat must publish again.
             Fault("full_outage", hold=10),
+            # Issue 9's rotation test: no task may fail. Last, as in the ops plan.
+            Fault("password_rotation"),
         ]
     nodes = lab.nodes
     faults = []
@@ -787,7 +852,7 @@ def main() -> int:
         "--ops",
         action="store_true",
         help="the operations instead of faults: rolling restart, node removal and addition, "
-        "full outage and recovery, cookie rotation (make ops-drill)",
+        "full outage and recovery, cookie and password rotation (make ops-drill)",
     )
     parser.add_argument("--rate", type=float, default=10.0, help="tasks per second")
     parser.add_argument("--markdown", metavar="JSON", help="print a run's table for the README")

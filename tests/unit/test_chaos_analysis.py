@@ -172,4 +172,17 @@ def test_send_errors_are_allowed_only_while_every_node_is_down():
 def test_the_operations_drill_runs_each_operation_of_issue_9():
     lab = chaos.Lab(["r1", "r2", "r3"], ["lb1", "lb2"], ["w1", "w2"], "w1", "w1", "w1", {})
     kinds = [f.kind for f in chaos.schedule(lab, "ops")]
-    assert kinds == ["rolling_restart", "membership", "full_outage", "cookie_rotation"]
+    assert kinds == [
+        "rolling_restart",
+        "membership",
+        "full_outage",
+        "cookie_rotation",
+        "password_rotation",
+    ]
+    # The stream is a client the rotation does not roll: nothing after it may make it reconnect.
+    for plan in ("ops", "short"):
+        assert chaos.schedule(lab, plan)[-1].kind == "password_rotation"
+    # Every operation the plans name exists.
+    for plan in ("ops", "short", "full"):
+        for planned in chaos.schedule(lab, plan):
+            assert callable(getattr(chaos.Chaos, planned.kind))

@@ -38,6 +38,11 @@ BAD_INPUTS = {
         {"rabbitmq_server_version": "4.2.0-1"},
         "Upgrade to the latest 4.1.x first",
     ),
+    # Allowed by the version rules, but a converge would upgrade every node at once.
+    "RabbitMQ upgrade through site.yml": (
+        {"rabbitmq_server_version": "4.0.99-1"},
+        "run playbooks/ops/upgrade.yml",
+    ),
     "partition handling": (
         {"rabbitmq_cluster_partition_handling": "sometimes"},
         "rabbitmq_cluster_partition_handling",
