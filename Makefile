@@ -13,7 +13,7 @@ SCENARIO ?= default
 # (A separate assignment, so that a failed image build stops the recipe under `set -e`.)
 MOLECULE = LAB_IMAGE=$$(lab/image/build.sh); export LAB_IMAGE; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule
 
-.PHONY: help venv image secrets lab lab-report lab-down lint unit test chaos chaos-short ops-drill
+.PHONY: help venv image secrets lab lab-report lab-down lint unit docs test chaos chaos-short ops-drill
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ lint: $(STAMP)  ## yamllint, ansible-lint (profile production), ruff
 
 unit: $(STAMP)  ## Fast tests that need no containers
 	@$(BIN)/python -m pytest -q tests
+
+docs: $(STAMP)  ## Regenerate the role READMEs' variable tables from argument_specs
+	@$(BIN)/python tools/role_docs.py
 
 test: lint unit secrets  ## Lint, fast tests, then the full molecule sequence
 	@start=$$(date +%s); rm -f .chaos/last.txt .verify/junit.xml; status=0; \

@@ -35,13 +35,14 @@ from pathlib import Path
 
 import requests
 from amqp.exceptions import AccessRefused
+from inventory_vars import settings
 from kombu import Connection
-from report import host_groups, inventory, settings
+from report import host_groups, inventory
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".chaos"
 NETWORK = "rabbitmq-lab"
-TASK_QUEUE, VHOST = "celery", "celery"
+TASK_QUEUE = "celery"
 COOKIE = "vault_rabbitmq_erlang_cookie"
 # The RabbitMQ users whose passwords playbooks/ops/rotate_passwords.yml rotates: name setting
 # -> the lab vault's secret.
@@ -179,7 +180,7 @@ class Lab:
             port=port,
             userid=user,
             password=password,
-            virtual_host=VHOST,
+            virtual_host=self.conf["app_broker"]["vhost"],
             connect_timeout=10,
         )
         try:
@@ -223,7 +224,7 @@ class Lab:
 
     def flower_ok(self) -> bool:
         port = self.published(self.flower, self.conf["flower_port"])
-        auth = (self.conf["flower_basic_auth_user"], self.conf["vault_flower_password"])
+        auth = (self.conf["flower_basic_auth_user"], self.conf["flower_basic_auth_password"])
         online = requests.get(
             f"http://127.0.0.1:{port}/api/workers?status=true", auth=auth, timeout=5
         ).json()
@@ -232,7 +233,7 @@ class Lab:
 
     def haproxy_states(self, lb: str) -> dict[str, str]:
         """Each RabbitMQ server's state in one HAProxy's AMQP backend (UP, DOWN, MAINT...)."""
-        auth = (self.conf["haproxy_stats_user"], self.conf["vault_haproxy_stats_password"])
+        auth = (self.conf["haproxy_stats_user"], self.conf["haproxy_stats_password"])
         port = self.published(lb, self.conf["haproxy_stats_port"])
         csv = requests.get(f"http://127.0.0.1:{port}/stats;csv", auth=auth, timeout=5).text
         return {
@@ -250,7 +251,7 @@ class Lab:
 
     def list_queues(self, *fields: str) -> list[dict]:
         """`rabbitmqctl list_queues` of the app vhost."""
-        return self.rabbitmqctl_json("list_queues", "-p", VHOST, *fields)
+        return self.rabbitmqctl_json("list_queues", "-p", self.conf["app_broker"]["vhost"], *fields)
 
     def quorum_members(self) -> dict[str, set[str]]:
         """Members (host names) of each quorum queue of the app vhost."""

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from inventory_vars import INVENTORY, ROOT, settings
 
-ROOT = Path(__file__).resolve().parent.parent
-INVENTORY = ROOT / "inventory/lab"
+sys.path.insert(0, str(ROOT))
+from filter_plugins.broker import amqp_urls  # noqa: E402 - the project root is not on the path
+
 BIN = Path(sys.executable).parent
 
 
@@ -63,26 +65,16 @@ def container(name: str) -> tuple[str, dict[int, int]]:
     return json.loads(status), published
 
 
-def settings() -> dict:
-    """Role defaults overlaid with the lab's literal group_vars and its generated secrets."""
-    merged: dict = {}
-    for role in ("rabbitmq", "haproxy", "celery_worker", "flower"):
-        merged.update(yaml.safe_load((ROOT / "roles" / role / "defaults/main.yml").read_text()))
-    group_vars = yaml.safe_load((INVENTORY / "group_vars/all/main.yml").read_text())
-    merged.update({k: v for k, v in group_vars.items() if not (isinstance(v, str) and "{{" in v)})
-    merged.update(yaml.safe_load((INVENTORY / "group_vars/all/vault.yml").read_text()))
-    return merged
+def controller_url(conf: dict, port: int) -> str:
+    """The application's broker URL (the inventory's app_broker) as the controller reaches it:
+    through a port docker publishes on the controller's loopback."""
+    return amqp_urls({**conf["app_broker"], "hosts": ["127.0.0.1"], "port": port})[0]
 
 
 def roundtrip(conf: dict, targets: dict[str, int], count: int) -> int:
-    user, password, vhost = (
-        conf["rabbitmq_app_user"],
-        conf["vault_rabbitmq_app_password"],
-        conf["rabbitmq_app_vhost"],
-    )
     args = [sys.executable, "-m", "tasks_app", "roundtrip", "-n", str(count), "--timeout", "300"]
     for name, port in targets.items():
-        args += ["--target", f"{name}=amqp://{user}:{password}@127.0.0.1:{port}/{vhost}"]
+        args += ["--target", f"{name}={controller_url(conf, port)}"]
     print(f"\nRound trip from the controller: {count} add(i, i) per target, every result checked")
     return subprocess.run(args, cwd=ROOT, timeout=900).returncode
 
@@ -90,9 +82,18 @@ def roundtrip(conf: dict, targets: dict[str, int], count: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=300, help="tasks per target (0: no round trip)")
+    parser.add_argument(
+        "--env",
+        action="store_true",
+        help="only print shell exports of the broker URLs for a client on the controller",
+    )
     args = parser.parse_args()
 
     groups = host_groups(inventory())
+    if args.env:
+        ports = {host: container(host)[1] for host in groups}
+        print(client_env(groups, ports), end="")
+        return 0
     print(f"{'host':<10} {'state':<9} {'groups':<38} published on 127.0.0.1")
     states, ports = {}, {}
     for host in sorted(groups):
@@ -146,12 +147,23 @@ def main() -> int:
         )
     for what, url, user, secret in logins:
         print(f"  {what:<27} {url:<36} user {user:<10} password {secret}")
-    amqp = ports[lb][conf["haproxy_amqp_port"]]
-    print(
-        f"  {'Broker URL for a client':<27} amqp://{conf['rabbitmq_app_user']}:"
-        f"<vault_rabbitmq_app_password>@127.0.0.1:{amqp}/{conf['rabbitmq_app_vhost']}"
-    )
+    print(f'  {"Broker URLs for a client":<27} eval "$(.venv/bin/python lab/report.py --env)"')
     return status
+
+
+def client_env(groups: dict[str, list[str]], ports: dict[str, dict[int, int]]) -> str:
+    """Shell exports of the application's broker URLs as the controller reaches them: every
+    load balancer's published AMQP port, first one first (the rest are the failover list)."""
+    conf = settings()
+    urls = [
+        controller_url(conf, ports[lb][conf["haproxy_amqp_port"]])
+        for lb in sorted(h for h in groups if "haproxy" in groups[h])
+    ]
+    return (
+        f"export TASKS_APP_BROKER_URL={shlex.quote(urls[0])}\n"
+        f"export TASKS_APP_BROKER_FAILOVER={shlex.quote(';'.join(urls[1:]))}\n"
+        "unset TASKS_APP_CONFIG_FILE\n"
+    )
 
 
 if __name__ == "__main__":

@@ -7,5 +7,11 @@ from celery import Celery
 from . import config
 
 # amqp: task publishing waits a bounded time for RabbitMQ's confirm (tasks_app.amqp).
-app = Celery("tasks_app", include=["tasks_app.tasks"], amqp="tasks_app.amqp:AMQP")
+# task_cls: a connection loss cancels running tasks without a false REVOKED (tasks_app.worker).
+app = Celery(
+    "tasks_app",
+    include=["tasks_app.tasks"],
+    amqp="tasks_app.amqp:AMQP",
+    task_cls="tasks_app.worker:Task",
+)
 app.config_from_object(config.settings)

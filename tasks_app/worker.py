@@ -15,17 +15,22 @@ project's fault runs: a worker ``active`` to systemd that consumed nothing for 2
 
 ``READY=1`` is sent once the worker consumes (``worker_ready``), ``STOPPING=1`` when it shuts
 down. The setting ``worker_consumer = "tasks_app.worker:Consumer"`` (tasks_app.config) wires it in.
+
+``Request`` (every task's request class, through ``Task``, the app's task class) cancels a
+running late-ack task on a connection loss without publishing a RETRY state first; see there.
 """
 
 from __future__ import annotations
 
 import logging
 
+from celery import Task as _CeleryTask
 from celery import signals
 from celery.worker import heartbeat
 from celery.worker.consumer import Consumer as _CeleryConsumer
 from celery.worker.consumer.events import Events
 from celery.worker.consumer.heart import Heart as _HeartStep
+from celery.worker.request import Request as _CeleryRequest
 
 from . import systemd
 
@@ -103,6 +108,30 @@ class Consumer(_CeleryConsumer):
             "tasks_app.worker:SupervisedHeart" if step == HEART_STEP else step
             for step in _CeleryConsumer.Blueprint.default_steps
         ]
+
+
+class Request(_CeleryRequest):
+    """Celery's task request, cancelled quietly after a broker connection loss.
+
+    On a connection loss (worker_cancel_long_running_tasks_on_connection_loss) Celery kills the
+    running late-ack jobs, whose messages RabbitMQ puts back in the queue, and first publishes a
+    RETRY state for each through the connection that was just lost. That publish blocks the
+    event loop for the publish retry policy (~20 s) and then fails before the request is marked
+    cancelled, so the killed job is reported to the caller as REVOKED ('terminated') while its
+    message runs again elsewhere: the caller gets an error for a task that succeeded. (Found by
+    `make ops-drill`, run chaos20261129T172557: a 2 s task running when the cookie rotation
+    stopped every node.) Here no RETRY state is published: the caller simply waits for the
+    result of the run that completes.
+    """
+
+    def cancel(self, pool, signal=None, emit_retry=True):
+        super().cancel(pool, signal, emit_retry=False)
+
+
+class Task(_CeleryTask):
+    """The app's task class (tasks_app.celery): Celery's, with the Request above."""
+
+    Request = "tasks_app.worker:Request"
 
 
 @signals.worker_ready.connect

@@ -204,3 +204,68 @@ def test_beat_forgets_a_dead_producer_after_a_failed_publish(monkeypatch, tmp_pa
         scheduler.apply_async(SimpleNamespace(name="beat-tick"))
     assert "producer" not in scheduler.__dict__ and "connection" not in scheduler.__dict__
     assert released == ["producer", "connection"]
+
+
+def _running_request(app_request_class, backend):
+    """A request of tasks_app.tasks.record as the worker holds it while a pool process runs it."""
+    from celery.contrib.testing.mocks import TaskMessage
+
+    from tasks_app import tasks  # noqa: F401 - registers the tasks
+    from tasks_app.celery import app
+
+    task = app.tasks["tasks_app.tasks.record"]
+    message = TaskMessage(task.name, id="t-1", args=("token", 2.0))
+    request = app_request_class(message, app=app, task=task)
+    request.time_start, request.worker_pid = 1.0, 4242
+    task.backend = backend
+    return request
+
+
+class _OfflineBackend:
+    """A result backend whose broker connection is gone: every publish fails."""
+
+    def __init__(self):
+        self.calls = []
+
+    def mark_as_retry(self, *args, **kwargs):
+        self.calls.append("retry")
+        raise ConnectionError("Server unexpectedly closed connection")
+
+    def mark_as_revoked(self, *args, **kwargs):
+        self.calls.append("revoked")
+
+
+def test_a_task_cancelled_on_connection_loss_is_not_reported_revoked(monkeypatch):
+    from celery.worker.request import Request as CeleryRequest
+
+    from tasks_app import tasks  # noqa: F401 - registers the tasks
+    from tasks_app.celery import app
+
+    assert app.tasks["tasks_app.tasks.record"].Request == "tasks_app.worker:Request"
+
+    class Pool:
+        def __init__(self):
+            self.terminated = []
+
+        def terminate_job(self, pid, signal):
+            self.terminated.append(pid)
+
+    # Celery's own request: the RETRY publish fails before it is marked cancelled, so the
+    # killed job's Terminated failure later reports REVOKED.
+    task = app.tasks["tasks_app.tasks.record"]
+    saved = task.backend
+    try:
+        stock = _running_request(CeleryRequest, _OfflineBackend())
+        with pytest.raises(ConnectionError):
+            stock.cancel(Pool())
+        assert not stock._already_cancelled
+
+        backend = _OfflineBackend()
+        ours = _running_request(worker.Request, backend)
+        pool = Pool()
+        ours.cancel(pool)
+        assert pool.terminated == [4242]  # the job is still stopped (its message is requeued)
+        assert ours._already_cancelled  # so its Terminated failure reports nothing
+        assert backend.calls == []  # and nothing was published over the lost connection
+    finally:
+        task.backend = saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -13,6 +14,10 @@ import yaml
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 LAB_INVENTORY = PROJECT / "inventory/lab/hosts.yml"
+sys.path[:0] = [str(PROJECT), str(PROJECT / "lab")]
+from inventory_vars import settings  # noqa: E402
+
+from filter_plugins.broker import amqp_urls  # noqa: E402 - after the path is set
 
 
 def _walk(group: str, body: dict, memberships: dict[str, set[str]], parents: list[str]) -> None:
@@ -51,27 +56,23 @@ def role_defaults(role: str) -> dict:
     return yaml.safe_load((PROJECT / "roles" / role / "defaults/main.yml").read_text())
 
 
+@functools.cache
 def lab_settings() -> dict:
-    """Role defaults, overlaid with the lab's literal group_vars, plus the lab's secrets.
-
-    testinfra hands variables over unrendered, so templated values ("{{ vault_x }}") are
-    skipped here and the secrets are read from the vault file they come from.
-    """
-    settings: dict = {}
-    for role in ("rabbitmq", "haproxy", "celery_worker", "flower"):
-        if (PROJECT / "roles" / role / "defaults/main.yml").exists():
-            settings.update(role_defaults(role))
-    group_vars = yaml.safe_load((PROJECT / "inventory/lab/group_vars/all/main.yml").read_text())
-    settings.update({k: v for k, v in group_vars.items() if not (isinstance(v, str) and "{{" in v)})
-    settings.update(
-        yaml.safe_load((PROJECT / "inventory/lab/group_vars/all/vault.yml").read_text())
-    )
-    return settings
+    """The lab's settings as Ansible renders them (lab/inventory_vars.py): the one way the
+    tests read a value of the inventory or a role default. Read once per test session."""
+    return settings()
 
 
 @pytest.fixture(scope="session")
 def lab():
     return lab_settings()
+
+
+def controller_url(lab: dict, container: str) -> str:
+    """The application's broker URL (the inventory's app_broker, rendered by
+    filter_plugins/broker.py) through the port docker publishes for a container's 5672."""
+    port = published_port(container, 5672)
+    return amqp_urls({**lab["app_broker"], "hosts": ["127.0.0.1"], "port": port})[0]
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -1,7 +1,7 @@
 """Celery workers, beat and Flower: units, users, file modes, pings, beat ticks, round trips.
 
-Every expected value comes from the inventory (groups, variables Ansible templates) or, when
-the inventory leaves a variable to its role, from that role's defaults/main.yml: the checks
+Every expected value comes from the inventory as Ansible renders it, or from the role's
+defaults where the inventory leaves a variable to its role (conftest.lab_settings): the checks
 follow the configuration instead of repeating it.
 """
 
@@ -13,37 +13,15 @@ import os
 import re
 import shlex
 import time
-from pathlib import Path
 
 import pytest
 import testinfra
-import yaml
+from conftest import lab_settings
 
 testinfra_hosts = ["ansible://celery_workers"]
 
-PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 ENV_FILE = "/etc/tasks_app/tasks_app.env"
 FLOWER_ENV_FILE = "/etc/flower/flower.env"
-UNDEFINED = "VARIABLE IS NOT DEFINED!"
-
-
-@functools.cache
-def role_defaults(role: str) -> dict:
-    return yaml.safe_load((PROJECT / "roles" / role / "defaults" / "main.yml").read_text())
-
-
-_var_cache: dict[tuple[str, str], object] = {}
-
-
-def role_var(host, role: str, name: str):
-    """What a role used on ``host``: the inventory's value (templated), else the role default."""
-    key = (host.backend.host, name)
-    if key not in _var_cache:
-        expression = f"{{{{ {name} | default('{UNDEFINED}') | to_json }}}}"
-        result = host.ansible("ansible.builtin.debug", f'msg="{expression}"', check=False)
-        value = json.loads(result["msg"])
-        _var_cache[key] = role_defaults(role)[name] if value == UNDEFINED else value
-    return _var_cache[key]
 
 
 @functools.cache
@@ -79,7 +57,7 @@ def worker_nodes(groups, inventory) -> set[str]:
     nodes = set()
     for name in groups["celery_workers"]:
         worker = lab_host(name, inventory)
-        template = role_var(worker, "celery_worker", "celery_worker_node_name")
+        template = lab_settings()["celery_worker_node_name"]
         nodes.add(expand_node_name(template, worker.check_output("hostname")))
     return nodes
 
@@ -103,7 +81,7 @@ def test_worker_unit_is_active_and_enabled(host):
 def test_worker_is_supervised_by_the_systemd_watchdog(host):
     """Type=notify: systemd saw READY=1 (the unit is active only after the worker consumes) and
     the watchdog is armed; the worker's heartbeat has fed it (else it would have restarted)."""
-    watchdog = int(role_var(host, "celery_worker", "celery_worker_watchdog_seconds"))
+    watchdog = int(lab_settings()["celery_worker_watchdog_seconds"])
     props = dict(
         line.split("=", 1)
         for line in host.check_output(
@@ -122,24 +100,24 @@ def test_worker_is_supervised_by_the_systemd_watchdog(host):
 def test_beat_is_supervised_by_the_systemd_watchdog(host, groups):
     if host.backend.host not in groups["celery_beat"]:
         pytest.skip("beat runs on the celery_beat host only")
-    watchdog = int(role_var(host, "celery_worker", "celery_worker_watchdog_seconds"))
+    watchdog = int(lab_settings()["celery_worker_watchdog_seconds"])
     out = host.check_output("systemctl show celery-beat -p Type -p WatchdogUSec")
     assert "Type=notify" in out
     assert f"WatchdogUSec={watchdog}s" in out
 
 
 def test_worker_runs_as_the_service_user(host):
-    user = role_var(host, "celery_worker", "celery_worker_user")
+    user = lab_settings()["celery_worker_user"]
     pids = service_pids(host, "celery-worker")
     # The main process and its prefork pool children.
-    concurrency = int(role_var(host, "celery_worker", "celery_worker_concurrency"))
+    concurrency = int(lab_settings()["celery_worker_concurrency"])
     assert len(pids) >= 1 + concurrency
     for pid in pids:
         assert host.check_output(f"ps -o user= -p {pid}") == user
 
 
 def test_env_file_is_readable_by_the_service_group_only(host):
-    group = role_var(host, "celery_worker", "celery_worker_group")
+    group = lab_settings()["celery_worker_group"]
     env = host.file(ENV_FILE)
     assert env.is_file
     assert env.user == "root"
@@ -149,9 +127,9 @@ def test_env_file_is_readable_by_the_service_group_only(host):
 
 
 def test_every_worker_answers_a_ping_from_this_host(host, worker_nodes):
-    user = role_var(host, "celery_worker", "celery_worker_user")
-    venv = role_var(host, "celery_worker", "celery_worker_venv_dir")
-    state_dir = role_var(host, "celery_worker", "celery_worker_state_dir")
+    user = lab_settings()["celery_worker_user"]
+    venv = lab_settings()["celery_worker_venv_dir"]
+    state_dir = lab_settings()["celery_worker_state_dir"]
     result = host.run(
         as_user(user, f"{venv}/bin/celery -A tasks_app inspect ping --timeout 5 --json", state_dir)
     )
@@ -162,13 +140,13 @@ def test_every_worker_answers_a_ping_from_this_host(host, worker_nodes):
 
 
 def test_beat_runs_only_on_the_beat_host(host, groups):
-    beat_group = role_var(host, "celery_worker", "celery_worker_beat_group")
+    beat_group = lab_settings()["celery_worker_beat_group"]
     assert len(groups[beat_group]) == 1
     service = host.service("celery-beat")
     if host.backend.host in groups[beat_group]:
         assert service.is_running
         assert service.is_enabled
-        user = role_var(host, "celery_worker", "celery_worker_user")
+        user = lab_settings()["celery_worker_user"]
         assert host.check_output(f"ps -o user= -p {service_pids(host, 'celery-beat')[0]}") == user
     else:
         assert host.run("systemctl is-active celery-beat").stdout.strip() != "active"
@@ -176,9 +154,9 @@ def test_beat_runs_only_on_the_beat_host(host, groups):
 
 
 def test_submit_add_round_trip_from_this_host(host):
-    user = role_var(host, "celery_worker", "celery_worker_user")
-    venv = role_var(host, "celery_worker", "celery_worker_venv_dir")
-    state_dir = role_var(host, "celery_worker", "celery_worker_state_dir")
+    user = lab_settings()["celery_worker_user"]
+    venv = lab_settings()["celery_worker_venv_dir"]
+    state_dir = lab_settings()["celery_worker_state_dir"]
     result = host.run(as_user(user, f"{venv}/bin/python -m tasks_app submit add 4 4", state_dir))
     assert result.rc == 0, result.stdout + result.stderr
     assert "status=ok" in result.stdout
@@ -191,13 +169,13 @@ def test_submit_add_round_trip_from_this_host(host):
 def test_beat_tick_is_recent_on_a_worker(groups, inventory):
     """beat_tick writes <state dir>/beat-tick on whichever worker ran it: one must be recent."""
     workers = [lab_host(name, inventory) for name in groups["celery_workers"]]
-    interval = float(role_var(workers[0], "celery_worker", "celery_worker_beat_interval"))
+    interval = float(lab_settings()["celery_worker_beat_interval"])
     allowed = 3 * interval
     deadline = time.monotonic() + max(60.0, allowed)
     ages: dict[str, float] = {}
     while True:
         for worker in workers:
-            state_dir = role_var(worker, "celery_worker", "celery_worker_state_dir")
+            state_dir = lab_settings()["celery_worker_state_dir"]
             # The tick and the host's clock, read together on the host.
             out = worker.run(f"cat {state_dir}/beat-tick && date +%s.%N").stdout.split()
             if len(out) == 2:
@@ -212,9 +190,9 @@ def test_beat_tick_is_recent_on_a_worker(groups, inventory):
 
 def test_roundtrip_of_200_tasks_fails_none(groups, inventory):
     worker = lab_host(groups["celery_workers"][0], inventory)
-    user = role_var(worker, "celery_worker", "celery_worker_user")
-    venv = role_var(worker, "celery_worker", "celery_worker_venv_dir")
-    state_dir = role_var(worker, "celery_worker", "celery_worker_state_dir")
+    user = lab_settings()["celery_worker_user"]
+    venv = lab_settings()["celery_worker_venv_dir"]
+    state_dir = lab_settings()["celery_worker_state_dir"]
     result = worker.run(
         as_user(user, f"{venv}/bin/python -m tasks_app roundtrip -n 200 --timeout 120", state_dir)
     )
@@ -238,7 +216,7 @@ def flower_hosts(groups, inventory) -> list:
 
 def flower_get(flower, path: str, auth: str | None) -> tuple[int, str]:
     """GET Flower's URL on the Flower host itself, with or without basic auth."""
-    port = role_var(flower, "flower", "flower_port")
+    port = lab_settings()["flower_port"]
     script = (
         "import base64, os, sys, urllib.error, urllib.request\n"
         f"req = urllib.request.Request('http://127.0.0.1:{port}{path}')\n"
@@ -259,8 +237,8 @@ def flower_get(flower, path: str, auth: str | None) -> tuple[int, str]:
 
 
 def flower_auth(flower) -> str:
-    user = role_var(flower, "flower", "flower_basic_auth_user")
-    password = role_var(flower, "flower", "flower_basic_auth_password")
+    user = lab_settings()["flower_basic_auth_user"]
+    password = lab_settings()["flower_basic_auth_password"]
     assert password, "flower_basic_auth_password is not set in the inventory"
     return f"{user}:{password}"
 
@@ -270,16 +248,16 @@ def test_flower_unit_is_active_enabled_and_runs_as_its_user(flower_hosts):
         service = flower.service("flower")
         assert service.is_running
         assert service.is_enabled
-        user = role_var(flower, "flower", "flower_user")
+        user = lab_settings()["flower_user"]
         assert flower.check_output(f"ps -o user= -p {service_pids(flower, 'flower')[0]}") == user
 
 
 def test_flower_secrets_are_only_in_its_env_file(flower_hosts):
     for flower in flower_hosts:
-        group = role_var(flower, "flower", "flower_group")
+        group = lab_settings()["flower_group"]
         env = flower.file(FLOWER_ENV_FILE)
         assert (env.user, env.group, env.mode) == ("root", group, 0o640)
-        password = role_var(flower, "flower", "flower_basic_auth_password")
+        password = lab_settings()["flower_basic_auth_password"]
         pid = service_pids(flower, "flower")[0]
         assert password not in flower.check_output(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
 

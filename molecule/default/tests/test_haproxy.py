@@ -7,7 +7,7 @@ import io
 import re
 
 import pytest
-from conftest import role_defaults
+from conftest import lab_settings
 
 testinfra_hosts = ["ansible://haproxy"]
 
@@ -16,28 +16,13 @@ AMQP_BACKEND = "rabbitmq_amqp"
 MANAGEMENT_BACKEND = "rabbitmq_management"
 
 
-def setting(host, name: str):
-    """An inventory variable, else the role default, following a "{{ other }}" indirection.
-
-    testinfra hands variables over unrendered; the lab's secrets are one plain reference to
-    a vault_* variable in the same inventory, which is all this needs to follow.
-    """
-    variables = host.ansible.get_variables()
-    value = variables.get(name, role_defaults("haproxy").get(name))
-    reference = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", str(value))
-    if reference:
-        value = variables[reference.group(1)]
-    assert value is not None and "{{" not in str(value), f"{name} cannot be read: {value!r}"
-    return value
-
-
 def backend_nodes(host) -> list[str]:
-    group = setting(host, "haproxy_backend_group")
+    group = lab_settings()["haproxy_backend_group"]
     return sorted(host.ansible.get_variables()["groups"][group])
 
 
 def status_code(host, path: str, auth: str | None = None) -> str:
-    port = setting(host, "haproxy_stats_port")
+    port = lab_settings()["haproxy_stats_port"]
     credentials = f"-u {auth} " if auth else ""
     # The command holds the password: never put it in an assertion message.
     result = host.run(
@@ -48,8 +33,8 @@ def status_code(host, path: str, auth: str | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def stats_rows(host) -> list[dict]:
-    port = setting(host, "haproxy_stats_port")
-    auth = f"{setting(host, 'haproxy_stats_user')}:{setting(host, 'haproxy_stats_password')}"
+    port = lab_settings()["haproxy_stats_port"]
+    auth = f"{lab_settings()['haproxy_stats_user']}:{lab_settings()['haproxy_stats_password']}"
     result = host.run(f"curl -s --fail -u {auth} 'http://127.0.0.1:{port}/stats;csv'")
     assert result.rc == 0, f"the stats CSV did not answer (curl exit {result.rc})"
     return list(csv.DictReader(io.StringIO(result.stdout.lstrip("# "))))
@@ -90,13 +75,13 @@ def test_amqp_servers_pass_the_amqp_check(host, stats_rows):
     }
     # L7OK: the node answered the AMQP protocol header with Connection.Start (L4OK would
     # mean a bare TCP connect, the role's haproxy_amqp_check: tcp).
-    expected = "L7OK" if setting(host, "haproxy_amqp_check") == "amqp" else "L4OK"
+    expected = "L7OK" if lab_settings()["haproxy_amqp_check"] == "amqp" else "L4OK"
     assert set(checks.values()) == {expected}, checks
 
 
 def test_metrics_answer_without_credentials(host):
     assert status_code(host, "/metrics") == "200"
-    port = setting(host, "haproxy_stats_port")
+    port = lab_settings()["haproxy_stats_port"]
     metrics = host.check_output(f"curl -s http://127.0.0.1:{port}/metrics")
     up = rf'haproxy_server_status{{proxy="{AMQP_BACKEND}",server="[^"]+",state="UP"}} 1'
     assert len(re.findall(up, metrics)) == len(backend_nodes(host))
@@ -104,9 +89,9 @@ def test_metrics_answer_without_credentials(host):
 
 def test_stats_need_credentials(host):
     assert status_code(host, "/stats") == "401"
-    wrong = f"{setting(host, 'haproxy_stats_user')}:not-the-password"
+    wrong = f"{lab_settings()['haproxy_stats_user']}:not-the-password"
     assert status_code(host, "/stats", wrong) == "401"
-    right = f"{setting(host, 'haproxy_stats_user')}:{setting(host, 'haproxy_stats_password')}"
+    right = f"{lab_settings()['haproxy_stats_user']}:{lab_settings()['haproxy_stats_password']}"
     assert status_code(host, "/stats", right) == "200", "the inventory's password was refused"
 
 

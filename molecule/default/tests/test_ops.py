@@ -142,7 +142,7 @@ def export_definitions(backup_dir: Path) -> tuple[Path, dict]:
 @once_before_drill
 def test_definitions_exported_deleted_and_imported_come_back_the_same(lab, tmp_path):
     api = f"http://127.0.0.1:{published_port(LB, 15672)}/api"
-    operator = (lab["rabbitmq_operator_user"], lab["vault_rabbitmq_operator_password"])
+    operator = (lab["rabbitmq_operator_user"], lab["rabbitmq_operator_password"])
     vhost = f"{api}/vhosts/{DRILL_VHOST}"
     calls = [
         ("put", vhost, {"default_queue_type": "quorum"}),

@@ -105,12 +105,8 @@ def connect(node: str, user: str, password: str, vhost: str) -> pika.BlockingCon
 
 
 def app_connection(lab, node: str, vhost: str | None = None):
-    return connect(
-        node,
-        lab["rabbitmq_app_user"],
-        lab["vault_rabbitmq_app_password"],
-        vhost or lab["rabbitmq_app_vhost"],
-    )
+    app = lab["app_broker"]
+    return connect(node, app["user"], app["password"], vhost or app["vhost"])
 
 
 def test_guest_user_is_gone(host):

@@ -10,20 +10,14 @@ import sys
 
 import pytest
 import requests
-from conftest import PROJECT, lab_groups, published_port
+from conftest import PROJECT, controller_url, lab_groups, published_port
 
 WORKERS = sorted(h for h, groups in lab_groups().items() if "celery_workers" in groups)
 LB = sorted(h for h, groups in lab_groups().items() if "haproxy" in groups)[0]
 
 
-def broker_url(lab, container: str) -> str:
-    user, password = lab["rabbitmq_app_user"], lab["vault_rabbitmq_app_password"]
-    port = published_port(container, 5672)
-    return f"amqp://{user}:{password}@127.0.0.1:{port}/{lab['rabbitmq_app_vhost']}"
-
-
 def cli(lab, *args: str, container: str = LB, timeout: int = 180) -> tuple[int, str]:
-    env = dict(os.environ, TASKS_APP_BROKER_URL=broker_url(lab, container))
+    env = dict(os.environ, TASKS_APP_BROKER_URL=controller_url(lab, container))
     env.pop("TASKS_APP_CONFIG_FILE", None)
     result = subprocess.run(
         [sys.executable, "-m", "tasks_app", *args],
@@ -84,14 +78,14 @@ def test_countdown_uses_rabbitmq_native_delayed_delivery(lab):
     # Celery's native delayed delivery declares celery_delayed_0..27 on the vhost; without
     # them, workers would hold ETA tasks in memory instead (not possible with quorum queues).
     url = f"http://127.0.0.1:{published_port(LB, 15672)}/api/exchanges/{lab['rabbitmq_app_vhost']}"
-    operator = (lab["rabbitmq_operator_user"], lab["vault_rabbitmq_operator_password"])
+    operator = (lab["rabbitmq_operator_user"], lab["rabbitmq_operator_password"])
     names = {exchange["name"] for exchange in requests.get(url, auth=operator, timeout=10).json()}
     assert {"celery_delayed_0", "celery_delayed_27", "celery_delayed_delivery"} <= names, names
 
 
 def test_management_ui_through_the_load_balancer(lab):
     url = f"http://127.0.0.1:{published_port(LB, 15672)}/api/overview"
-    operator = (lab["rabbitmq_operator_user"], lab["vault_rabbitmq_operator_password"])
+    operator = (lab["rabbitmq_operator_user"], lab["rabbitmq_operator_password"])
     ok = requests.get(url, auth=operator, timeout=10)
     assert ok.status_code == 200
     assert ok.json()["cluster_name"]
