@@ -63,11 +63,12 @@ docs: $(STAMP)  ## Regenerate the role READMEs' variable tables from argument_sp
 	@$(BIN)/python tools/role_docs.py
 
 test: lint unit secrets  ## Lint, fast tests, then the full molecule sequence
-	@start=$$(date +%s); rm -f .chaos/last.txt .verify/junit.xml; status=0; \
+	@start=$$(date +%s); rm -f .chaos/last.txt .verify/junit.xml .verify/behaviour.xml; status=0; \
 	$(MOLECULE) test -s $(SCENARIO) || status=$$?; \
 	echo "[test] molecule test took $$(( $$(date +%s) - start )) s, exit $$status"; \
 	if [ "$$status" -ne 0 ]; then \
 	  $(BIN)/python lab/verify_summary.py .verify/junit.xml; \
+	  $(BIN)/python lab/verify_summary.py .verify/behaviour.xml; \
 	  if [ -f .chaos/last.txt ]; then \
 	    echo "[test] the short fault run's verdict (.chaos/last.txt):"; cat .chaos/last.txt; \
 	  fi; \

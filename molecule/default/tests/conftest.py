@@ -106,12 +106,14 @@ def run_playbook(inventory: Path, playbook: str, *args: str) -> tuple[int, str, 
     return result.returncode, output, changed
 
 
-def after_failure_drill() -> bool:
-    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
-    return bool(ephemeral) and (Path(ephemeral) / "failure-drill-done").exists()
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "behaviour: drives playbooks and changes the lab on purpose (bad input, membership, "
+        "operations); run once per `molecule test` by side_effect, before the fault run. "
+        "verify (-m 'not behaviour') only checks the state of the system.",
+    )
 
 
-# For tests that exercise the playbooks (slow): once per `molecule test`, in the first verify.
-once_before_drill = pytest.mark.skipif(
-    after_failure_drill(), reason="ran in the verify before the failure drill"
-)
+# Tests of behaviour, not state: side_effect runs them (pytest -m behaviour), verify does not.
+behaviour = pytest.mark.behaviour

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import requests
-from conftest import LAB_INVENTORY, lab_groups, once_before_drill, published_port, run_playbook
+from conftest import LAB_INVENTORY, behaviour, lab_groups, published_port, run_playbook
 
 NODES = sorted(h for h, groups in lab_groups().items() if "rabbitmq" in groups)
 LAST = NODES[-1]
@@ -63,7 +63,7 @@ def status_report_when_healthy(limit: float = 120) -> tuple[int, str]:
     return rc, output
 
 
-@once_before_drill
+@behaviour
 def test_the_status_report_says_healthy_then_names_a_stopped_node():
     rc, output = status()
     assert rc == 0, output[-4000:]
@@ -91,7 +91,7 @@ def test_the_status_report_says_healthy_then_names_a_stopped_node():
     assert rc == 0, output[-4000:]
 
 
-@once_before_drill
+@behaviour
 def test_a_changing_rabbitmqctl_without_confirm_is_refused_and_changes_nothing(tmp_path):
     extra = tmp_path / "cli.json"
     extra.write_text(json.dumps({"cli": ["rabbitmqctl", "add_vhost", "refused-by-ops"]}))
@@ -139,7 +139,7 @@ def export_definitions(backup_dir: Path) -> tuple[Path, dict]:
     return new, json.loads(new.read_text())
 
 
-@once_before_drill
+@behaviour
 def test_definitions_exported_deleted_and_imported_come_back_the_same(lab, tmp_path):
     api = f"http://127.0.0.1:{published_port(LB, 15672)}/api"
     operator = (lab["rabbitmq_operator_user"], lab["rabbitmq_operator_password"])
@@ -219,7 +219,7 @@ def node_uptime(node: str) -> int:
     return int(out.stdout.strip().split("=", 1)[1])
 
 
-@once_before_drill
+@behaviour
 def test_an_upgrade_to_the_installed_versions_touches_nothing(tmp_path):
     extra = tmp_path / "upgrade.json"
     extra.write_text(json.dumps({"rabbitmq_server_version": installed_server_version()}))
@@ -232,7 +232,7 @@ def test_an_upgrade_to_the_installed_versions_touches_nothing(tmp_path):
     assert {node: node_uptime(node) for node in NODES} == started  # no node restarted
 
 
-@once_before_drill
+@behaviour
 def test_an_upgrade_that_cannot_install_stops_at_the_first_node_and_leaves_it_serving(tmp_path):
     # A later patch release of the installed minor: allowed by the version rules, absent from
     # the archive, so the package step fails on the first node after it was drained and stopped.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import LAB_INVENTORY, once_before_drill, run_playbook
+from conftest import LAB_INVENTORY, behaviour, run_playbook
 
 BAD_INPUTS = {
     "short cookie": (
@@ -50,7 +50,7 @@ BAD_INPUTS = {
 }
 
 
-@once_before_drill
+@behaviour
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_is_refused_before_anything_changes(case, tmp_path):
     extra, message = BAD_INPUTS[case]
