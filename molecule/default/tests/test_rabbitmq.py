@@ -7,6 +7,7 @@ import uuid
 
 import pika
 import pytest
+import requests
 from conftest import lab_groups, published_port
 
 testinfra_hosts = ["ansible://rabbitmq"]
@@ -198,3 +199,60 @@ def test_message_past_the_delivery_limit_is_dead_lettered(lab):
     finally:
         channel.queue_delete(queue)
         connection.close()
+
+
+# --- Least privilege: each forbidden action refused ------------------------------------------
+# The management API through the first load balancer (the nodes publish only AMQP).
+LB = sorted(h for h, groups in lab_groups().items() if "haproxy" in groups)[0]
+
+
+def _refused(action) -> int:
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+        action()
+    return refused.value.reply_code
+
+
+def test_the_monitoring_user_can_neither_consume_publish_nor_delete(lab):
+    vhost = lab["app_broker"]["vhost"]
+    monitoring = connect(
+        NODES[0], lab["rabbitmq_monitoring_user"], lab["rabbitmq_monitoring_password"], vhost
+    )
+    try:
+        dead_letters = lab["rabbitmq_dead_letter_queue"]
+        assert _refused(lambda: monitoring.channel().basic_get(dead_letters)) == 403
+        assert _refused(lambda: monitoring.channel().queue_delete(dead_letters)) == 403
+
+        def publish():
+            channel = monitoring.channel()
+            channel.confirm_delivery()  # so that the refusal arrives before basic_publish returns
+            channel.basic_publish(lab["rabbitmq_dead_letter_exchange"], "", b"x")
+
+        assert _refused(publish) == 403
+    finally:
+        monitoring.close()
+    # What it is for: the management API shows it the vhost's queues (Flower's broker API).
+    api = f"http://127.0.0.1:{published_port(LB, 15672)}/api/queues/{vhost}"
+    seen = requests.get(
+        api, auth=(lab["rabbitmq_monitoring_user"], lab["rabbitmq_monitoring_password"]), timeout=10
+    )
+    assert seen.status_code == 200, seen.text
+    assert dead_letters in {queue["name"] for queue in seen.json()}
+
+
+def test_the_app_user_cannot_delete_the_dead_letters_or_change_policies(lab):
+    connection = app_connection(lab, NODES[0])
+    try:
+        queue, exchange = lab["rabbitmq_dead_letter_queue"], lab["rabbitmq_dead_letter_exchange"]
+        assert _refused(lambda: connection.channel().queue_delete(queue)) == 403
+        assert _refused(lambda: connection.channel().exchange_delete(exchange)) == 403
+    finally:
+        connection.close()
+    app = lab["app_broker"]
+    policy = f"http://127.0.0.1:{published_port(LB, 15672)}/api/policies/{app['vhost']}/x"
+    answer = requests.put(
+        policy,
+        json={"pattern": ".*", "definition": {"max-length": 1}},
+        auth=(app["user"], app["password"]),
+        timeout=10,
+    )
+    assert answer.status_code == 401, answer.text  # no management tag: no API, no policies
