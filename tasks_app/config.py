@@ -81,6 +81,14 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     if result_expires <= 0:  # it becomes the reply queue's x-expires, which must be > 0
         raise ValueError("TASKS_APP_RESULT_EXPIRES must be greater than 0")
 
+    soft_limit = _number(environ, "TASKS_APP_TASK_SOFT_TIME_LIMIT", 240, float)
+    hard_limit = _number(environ, "TASKS_APP_TASK_TIME_LIMIT", 300, float)
+    if not 0 < soft_limit < hard_limit:
+        raise ValueError(
+            "TASKS_APP_TASK_SOFT_TIME_LIMIT must be greater than 0 and below "
+            "TASKS_APP_TASK_TIME_LIMIT"
+        )
+
     settings: dict[str, Any] = {
         # The load balancer comes first; the nodes (if given) are only tried when it fails.
         "broker_url": ";".join([broker_url, *failover]),
@@ -162,6 +170,13 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         # systemd's watchdog only while the worker consumes (tasks_app.worker).
         "worker_consumer": "tasks_app.worker:Consumer",
         "task_track_started": False,
+        # No task runs forever: at the soft limit it gets SoftTimeLimitExceeded (it may clean
+        # up), at the hard limit its pool process is killed and replaced. Seconds.
+        "task_soft_time_limit": soft_limit,
+        "task_time_limit": hard_limit,
+        # A pool process whose resident memory grew past this (KiB) is replaced after its
+        # current task: a leak cannot grow a worker without bound.
+        "worker_max_memory_per_child": _number(environ, "TASKS_APP_MAX_MEMORY_PER_CHILD", 262144),
         # Events for Flower.
         "worker_send_task_events": True,
         "task_send_sent_event": True,

@@ -192,3 +192,20 @@ def test_a_connection_opened_on_first_use_retries_through_a_failover():
     options = load_settings({})["broker_transport_options"]
     assert options["confirm_publish"] is True
     assert options["connect_retries_timeout"] >= 10  # kombu's default: one connect timeout
+
+
+def test_tasks_have_time_limits_and_children_a_memory_bound():
+    defaults = load_settings({})
+    assert 0 < defaults["task_soft_time_limit"] < defaults["task_time_limit"]
+    assert defaults["worker_max_memory_per_child"] > 0
+    tuned = load_settings(
+        {
+            "TASKS_APP_TASK_SOFT_TIME_LIMIT": "50",
+            "TASKS_APP_TASK_TIME_LIMIT": "60",
+            "TASKS_APP_MAX_MEMORY_PER_CHILD": "100000",
+        }
+    )
+    assert (tuned["task_soft_time_limit"], tuned["task_time_limit"]) == (50, 60)
+    assert tuned["worker_max_memory_per_child"] == 100000
+    with pytest.raises(ValueError, match="TASKS_APP_TASK_SOFT_TIME_LIMIT"):
+        load_settings({"TASKS_APP_TASK_SOFT_TIME_LIMIT": "60", "TASKS_APP_TASK_TIME_LIMIT": "60"})

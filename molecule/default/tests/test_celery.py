@@ -97,6 +97,59 @@ def test_worker_is_supervised_by_the_systemd_watchdog(host):
     assert uptime_us - int(props["WatchdogTimestampMonotonic"]) < 10e6, props
 
 
+# systemd-analyze security rates a unit's exposure from 0 (locked down) to 10; the units were
+# 8.8 ("EXPOSED") with NoNewPrivileges alone and are 1.5 ("OK") sandboxed (sandboxing.j2).
+EXPOSURE_LIMIT = 2.0
+
+
+def exposure(host, unit: str) -> float:
+    last = host.check_output(f"systemd-analyze security --no-pager {unit}").splitlines()[-1]
+    return float(re.search(r"exposure level for \S+: ([0-9.]+)", last).group(1))
+
+
+@pytest.mark.parametrize("unit", ["celery-worker", "celery-beat", "flower"])
+def test_units_are_sandboxed(host, groups, unit):
+    if unit == "celery-beat" and host.backend.host not in groups["celery_beat"]:
+        pytest.skip("beat runs on the celery_beat host only")
+    if unit == "flower" and host.backend.host not in groups["flower"]:
+        pytest.skip("Flower runs on the flower host only")
+    props = dict(
+        line.split("=", 1)
+        for line in host.check_output(
+            f"systemctl show {unit} -p ProtectSystem -p CapabilityBoundingSet -p PrivateTmp "
+            "-p ProtectHome -p PrivateDevices -p SystemCallFilter"
+        ).splitlines()
+    )
+    assert props["ProtectSystem"] == "strict"
+    assert props["CapabilityBoundingSet"] == ""
+    assert (props["PrivateTmp"], props["ProtectHome"], props["PrivateDevices"]) == (
+        "yes",
+        "yes",
+        "yes",
+    )
+    assert props["SystemCallFilter"], props
+    assert exposure(host, unit) <= EXPOSURE_LIMIT
+    assert host.service(unit).is_running
+
+
+def test_the_worker_runs_with_task_time_limits_and_a_memory_bound(host):
+    """What the running worker uses (celery inspect conf), not what a file says."""
+    settings = lab_settings()
+    user, venv = settings["celery_worker_user"], settings["celery_worker_venv_dir"]
+    node = expand_node_name(settings["celery_worker_node_name"], host.check_output("hostname"))
+    out = host.check_output(
+        as_user(
+            user,
+            f"{venv}/bin/celery -A tasks_app inspect conf --json --timeout 5 --destination {node}",
+            settings["celery_worker_state_dir"],
+        )
+    )
+    conf = json.loads(out)[node]
+    assert conf["task_soft_time_limit"] == settings["celery_worker_task_soft_time_limit"]
+    assert conf["task_time_limit"] == settings["celery_worker_task_time_limit"]
+    assert conf["worker_max_memory_per_child"] == settings["celery_worker_max_memory_per_child"]
+
+
 def test_beat_is_supervised_by_the_systemd_watchdog(host, groups):
     if host.backend.host not in groups["celery_beat"]:
         pytest.skip("beat runs on the celery_beat host only")
