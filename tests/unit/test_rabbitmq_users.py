@@ -1,4 +1,4 @@
-"""roles/rabbitmq/filter_plugins/rabbitmq_users.py: which users need the module."""
+"""roles/rabbitmq/filter_plugins/rabbitmq_users.py: what tasks/users.yml changes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ _spec = importlib.util.spec_from_file_location(
 )
 users_mod = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(users_mod)
-in_sync = users_mod.rabbitmq_users_in_sync
+plan = users_mod.rabbitmq_users_plan
 
 FULL = {"configure": ".*", "write": ".*", "read": ".*"}
 USERS = [
@@ -23,10 +23,7 @@ USERS = [
     },
     {"name": "celery", "password": "p2", "tags": [], "permissions": [{"vhost": "celery", **FULL}]},
 ]
-API_USERS = [
-    {"name": "operator", "tags": ["administrator"]},
-    {"name": "celery", "tags": []},
-]
+API_USERS = [{"name": "operator", "tags": ["administrator"]}, {"name": "celery", "tags": []}]
 API_PERMISSIONS = [
     {"user": "operator", "vhost": "/", **FULL},
     {"user": "operator", "vhost": "celery", **FULL},
@@ -39,30 +36,68 @@ def whoami(**statuses):
     for user in USERS:
         status = statuses.get(user["name"], 200)
         body = {"reason": "Not management user"} if status == "no-tag" else {}
-        results.append(
-            {"item": user, "status": 401 if status in ("no-tag", 401) else 200, "json": body}
-        )
+        code = 401 if status in ("no-tag", 401) else 200
+        results.append({"item": user, "status": code, "json": body})
     return results
 
 
-def test_everything_in_place():
-    assert in_sync(USERS, API_USERS, API_PERMISSIONS, whoami(celery="no-tag")) == [
-        "operator",
-        "celery",
-    ]
+def names(changes):
+    return [change["name"] for change in changes]
 
 
-def test_a_wrong_password_a_missing_user_other_tags_or_permissions_need_the_module():
-    assert in_sync(USERS, API_USERS, API_PERMISSIONS, whoami(celery=401)) == ["operator"]
-    assert in_sync(USERS, API_USERS[:1], API_PERMISSIONS, whoami()) == ["operator"]
+def test_nothing_to_do_when_everything_is_in_place():
+    assert plan(USERS, API_USERS, API_PERMISSIONS, whoami(celery="no-tag")) == []
+
+
+def test_a_wrong_password_is_set_and_nothing_else():
+    (change,) = plan(USERS, API_USERS, API_PERMISSIONS, whoami(celery=401))
+    assert (change["name"], change["set_password"], change["create"]) == ("celery", True, False)
+    assert (change["tags"], change["permissions"], change["clear"]) == (None, [], [])
+
+
+def test_a_missing_user_is_created_with_its_tags_and_permissions():
+    (change,) = plan(USERS, API_USERS[:1], API_PERMISSIONS[:2], whoami())
+    assert (change["name"], change["create"], change["set_password"]) == ("celery", True, False)
+    assert change["tags"] == [] and change["permissions"] == USERS[1]["permissions"]
+
+
+def test_other_tags_or_permissions_are_changed_and_extra_vhosts_cleared():
     retagged = [{"name": "operator", "tags": "administrator,monitoring"}, API_USERS[1]]
-    assert in_sync(USERS, retagged, API_PERMISSIONS, whoami()) == ["celery"]
+    (change,) = plan(USERS, retagged, API_PERMISSIONS, whoami())
+    assert (change["name"], change["tags"]) == ("operator", ["administrator"])
     extra = API_PERMISSIONS + [{"user": "celery", "vhost": "/", **FULL}]
-    assert in_sync(USERS, API_USERS, extra, whoami()) == ["operator"]
+    (change,) = plan(USERS, API_USERS, extra, whoami())
+    assert (change["name"], change["clear"], change["permissions"]) == ("celery", ["/"], [])
     narrower = API_PERMISSIONS[:2] + [{"user": "celery", "vhost": "celery", **FULL, "read": "^$"}]
-    assert in_sync(USERS, API_USERS, narrower, whoami()) == ["operator"]
+    (change,) = plan(USERS, API_USERS, narrower, whoami())
+    assert change["permissions"] == USERS[1]["permissions"]
 
 
-def test_a_skipped_whoami_counts_as_unknown():
-    skipped = [{"item": user, "skipped": True} for user in USERS]
-    assert in_sync(USERS, API_USERS, API_PERMISSIONS, skipped) == []
+def test_unknown_state_sets_every_password_and_permission():
+    """The slow path: the API could not be read (rabbitmqctl list_users names it `user`)."""
+    listed = [{"user": "operator", "tags": ["administrator"]}]
+    changes = plan(USERS, listed, None, None)
+    assert names(changes) == ["operator", "celery"]
+    assert changes[0]["set_password"] and changes[0]["permissions"] == USERS[0]["permissions"]
+    assert changes[1]["create"] and not changes[1]["set_password"]
+
+
+def test_password_hash_is_rabbitmqs_sha256_format():
+    """The worked example of RabbitMQ's passwords guide: salt 908D C60A, password test12."""
+    salt = bytes.fromhex("908DC60A")
+    assert users_mod.rabbitmq_password_hash("test12", salt) == (
+        "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR"
+    )
+
+
+def test_the_definitions_hold_hashes_of_the_users_that_need_a_password_and_no_password():
+    changes = plan(USERS, API_USERS[:1], API_PERMISSIONS[:2], whoami(operator=401))
+    document = users_mod.rabbitmq_users_definitions(changes, USERS)
+    assert [u["name"] for u in document["users"]] == ["operator", "celery"]
+    assert "p1" not in str(document) and "p2" not in str(document)
+    import base64
+    import hashlib
+
+    raw = base64.b64decode(document["users"][1]["password_hash"])
+    assert hashlib.sha256(raw[:4] + b"p2").digest() == raw[4:]
+    assert document["users"][0]["tags"] == ["administrator"]

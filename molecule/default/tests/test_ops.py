@@ -12,11 +12,21 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import requests
-from conftest import LAB_INVENTORY, behaviour, lab_groups, published_port, run_playbook
+from conftest import (
+    LAB_INVENTORY,
+    PROJECT,
+    behaviour,
+    lab_groups,
+    lab_settings,
+    published_port,
+    run_playbook,
+)
 
 NODES = sorted(h for h, groups in lab_groups().items() if "rabbitmq" in groups)
 LAST = NODES[-1]
@@ -260,3 +270,53 @@ def test_an_upgrade_that_cannot_install_stops_at_the_first_node_and_leaves_it_se
     assert {node: node_uptime(node) for node in NODES[1:]} == others
     rc, report = status_report_when_healthy()
     assert rc == 0, report[-4000:]
+
+
+# --- No secret on a process list ----------------------------------------------------------------
+ROTATED = ("vault_rabbitmq_operator_password", "vault_rabbitmq_app_password")
+
+
+class ProcessLists(threading.Thread):
+    """Samples every lab host's full process list (`ps -eo args`) until stopped."""
+
+    def __init__(self, hosts: list[str]):
+        super().__init__(daemon=True)
+        self.hosts, self.samples, self.stop = hosts, [], threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            for host in self.hosts:
+                out = docker_exec(host, "ps", "-eo", "args", check=False).stdout
+                self.samples.append((host, out))
+
+
+@behaviour
+def test_no_password_reaches_a_process_list_while_passwords_rotate():
+    """New operator and application passwords, rotated through rotate_passwords.yml while every
+    host's process list is sampled: neither the old nor the new ones may ever show. The
+    operator's own rotation takes the slow path (the API refuses the old operator password),
+    so rabbitmqctl changes every user's password: the path that used to pass them as
+    arguments. Last in this module: it changes the lab's secrets for everything after it."""
+    before = lab_settings()
+    subprocess.run(
+        [sys.executable, str(PROJECT / "lab/generate_secrets.py"), "--rotate", *ROTATED],
+        check=True,
+        capture_output=True,
+    )
+    lab_settings.cache_clear()
+    after = lab_settings()
+    secrets = {before[name] for name in ROTATED} | {after[name] for name in ROTATED}
+    assert len(secrets) == 2 * len(ROTATED)
+    sampler = ProcessLists(sorted(lab_groups()))
+    sampler.start()
+    try:
+        rc, output, changed = run_playbook(LAB_INVENTORY, "playbooks/ops/rotate_passwords.yml")
+    finally:
+        sampler.stop.set()
+        sampler.join(timeout=60)
+    assert rc == 0, output[-4000:]
+    assert changed[NODES[0]] > 0 or any(changed[n] > 0 for n in NODES), changed
+    # The sampler saw the converge's own commands (it can see a command line at all).
+    assert any("rabbitmqctl" in out for _, out in sampler.samples), len(sampler.samples)
+    leaks = [host for host, out in sampler.samples if any(secret in out for secret in secrets)]
+    assert leaks == [], f"a password showed in the process list of {sorted(set(leaks))}"

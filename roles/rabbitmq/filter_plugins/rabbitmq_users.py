@@ -1,16 +1,27 @@
-"""Which users already match the inventory, from what the management API reports.
+"""What to change so that RabbitMQ's users match the inventory.
 
-``rabbitmq_users_in_sync(users, api_users, api_permissions, whoami)`` takes the role's users
-(name, password, tags, permissions) and three management API answers read on the anchor:
-``GET /api/users``, ``GET /api/permissions`` and one ``GET /api/whoami`` per user made with
-that user's inventory password (the registered loop results). It returns the names whose
-tags, permissions (exactly: no vhost more, none less) and password already are the
-inventory's: tasks/users.yml runs the rabbitmq_user module only for the others, so a converge
-that changes nothing boots no Erlang VM per user and puts no password on a process list.
+``rabbitmq_users_plan(users, existing, permissions, whoami)`` takes the role's users (name,
+password, tags, permissions) and what RabbitMQ reports: ``existing``, its users with their
+tags (``GET /api/users``, or ``rabbitmqctl list_users`` whose key is ``user``); ``permissions``,
+every user's permissions (``GET /api/permissions``), or None when unknown; ``whoami``, one
+``GET /api/whoami`` per user made with that user's inventory password (the registered loop
+results), or None when unknown. It returns one entry per user that needs a change:
+
+    {"name", "create": bool, "set_password": bool,
+     "tags": [..] or None (leave), "permissions": [..] (set these), "clear": [vhost, ..]}
+
+Unknown passwords are set again and unknown permissions set (nothing cleared): the slow path
+of tasks/users.yml, taken when the management API cannot be read as the operator (a first
+install, or a rotated operator password). The plan holds no password: tasks/users.yml applies
+it with rabbitmqctl, taking each password from the inventory onto standard input, so no
+password reaches a process list or a log.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 from typing import Any
 
 PERMISSION_KINDS = ("configure", "write", "read")
@@ -22,11 +33,8 @@ def _tags(value: Any) -> set[str]:
     return set(value or [])
 
 
-def _permissions(entries: list[dict]) -> set[tuple[str, ...]]:
-    return {
-        (entry["vhost"], *(str(entry.get(kind, "")) for kind in PERMISSION_KINDS))
-        for entry in entries
-    }
+def _permission(entry: dict) -> tuple[str, ...]:
+    return (entry["vhost"], *(str(entry.get(kind, "")) for kind in PERMISSION_KINDS))
 
 
 def _password_ok(result: dict) -> bool:
@@ -39,31 +47,86 @@ def _password_ok(result: dict) -> bool:
     return status == 401 and body.get("reason") == "Not management user"
 
 
-def rabbitmq_users_in_sync(
-    users: list[dict], api_users: list[dict], api_permissions: list[dict], whoami: list[dict]
-) -> list[str]:
-    existing = {user["name"]: _tags(user.get("tags")) for user in api_users}
+def rabbitmq_users_plan(
+    users: list[dict],
+    existing: list[dict],
+    permissions: list[dict] | None = None,
+    whoami: list[dict] | None = None,
+) -> list[dict]:
+    have_tags = {
+        (user.get("name") or user.get("user")): _tags(user.get("tags")) for user in existing
+    }
     passwords = {
         result["item"]["name"]: _password_ok(result)
-        for result in whoami
+        for result in whoami or []
         if isinstance(result.get("item"), dict)
     }
-    in_sync = []
+    plan = []
     for user in users:
         name = user["name"]
-        if name not in existing or not passwords.get(name, False):
-            continue
-        if existing[name] != _tags(user.get("tags")):
-            continue
-        has = _permissions([p for p in api_permissions if p.get("user") == name])
-        if has != _permissions(user.get("permissions") or []):
-            continue
-        in_sync.append(name)
-    return in_sync
+        want_tags = _tags(user.get("tags"))
+        want = {_permission(entry): entry for entry in user.get("permissions") or []}
+        create = name not in have_tags
+        if permissions is None or create:
+            to_set, clear = list(want.values()), []
+        else:
+            has = {_permission(p) for p in permissions if p.get("user") == name}
+            to_set = [entry for key, entry in want.items() if key not in has]
+            wanted_vhosts = {key[0] for key in want}
+            clear = sorted({key[0] for key in has if key[0] not in wanted_vhosts})
+        change = {
+            "name": name,
+            "create": create,
+            "set_password": not create and not passwords.get(name, False),
+            "tags": None if not create and have_tags[name] == want_tags else sorted(want_tags),
+            "permissions": to_set,
+            "clear": clear,
+        }
+        if (
+            change["create"]
+            or change["set_password"]
+            or change["tags"] is not None
+            or to_set
+            or clear
+        ):
+            plan.append(change)
+    return plan
+
+
+def rabbitmq_password_hash(password: str, salt: bytes | None = None) -> str:
+    """RabbitMQ's stored form of a password (rabbit_password_hashing_sha256): a random 32-bit
+    salt, then SHA-256 of the salt and the UTF-8 password, the salt prepended, base64."""
+    salt = os.urandom(4) if salt is None else salt
+    digest = hashlib.sha256(salt + password.encode("utf-8")).digest()
+    return base64.b64encode(salt + digest).decode("ascii")
+
+
+def rabbitmq_users_definitions(plan: list[dict], users: list[dict]) -> dict:
+    """A definitions document (rabbitmqctl import_definitions) holding the users of the plan
+    that must be created or get a new password, with hashes of the inventory's passwords and
+    their tags: a password never goes on a command line."""
+    passwords = {user["name"]: user["password"] for user in users}
+    tags = {user["name"]: sorted(_tags(user.get("tags"))) for user in users}
+    return {
+        "users": [
+            {
+                "name": change["name"],
+                "password_hash": rabbitmq_password_hash(passwords[change["name"]]),
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": tags[change["name"]],
+                "limits": {},
+            }
+            for change in plan
+            if change["create"] or change["set_password"]
+        ]
+    }
 
 
 class FilterModule:
-    """Ansible filters of the rabbitmq role: users that need no change."""
+    """Ansible filters of the rabbitmq role: what to change for the users."""
 
     def filters(self):
-        return {"rabbitmq_users_in_sync": rabbitmq_users_in_sync}
+        return {
+            "rabbitmq_users_plan": rabbitmq_users_plan,
+            "rabbitmq_users_definitions": rabbitmq_users_definitions,
+        }
