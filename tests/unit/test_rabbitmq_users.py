@@ -17,11 +17,16 @@ FULL = {"configure": ".*", "write": ".*", "read": ".*"}
 USERS = [
     {
         "name": "operator",
-        "password": "p1",
+        "password": "operator-secret-0123456789",
         "tags": ["administrator"],
         "permissions": [{"vhost": "/", **FULL}, {"vhost": "celery", **FULL}],
     },
-    {"name": "celery", "password": "p2", "tags": [], "permissions": [{"vhost": "celery", **FULL}]},
+    {
+        "name": "celery",
+        "password": "celery-secret-0123456789",
+        "tags": [],
+        "permissions": [{"vhost": "celery", **FULL}],
+    },
 ]
 API_USERS = [{"name": "operator", "tags": ["administrator"]}, {"name": "celery", "tags": []}]
 API_PERMISSIONS = [
@@ -94,10 +99,18 @@ def test_the_definitions_hold_hashes_of_the_users_that_need_a_password_and_no_pa
     changes = plan(USERS, API_USERS[:1], API_PERMISSIONS[:2], whoami(operator=401))
     document = users_mod.rabbitmq_users_definitions(changes, USERS)
     assert [u["name"] for u in document["users"]] == ["operator", "celery"]
-    assert "p1" not in str(document) and "p2" not in str(document)
+    assert "secret-0123456789" not in str(document)
     import base64
     import hashlib
 
     raw = base64.b64decode(document["users"][1]["password_hash"])
-    assert hashlib.sha256(raw[:4] + b"p2").digest() == raw[4:]
+    assert hashlib.sha256(raw[:4] + b"celery-secret-0123456789").digest() == raw[4:]
     assert document["users"][0]["tags"] == ["administrator"]
+
+
+def test_a_user_given_no_permissions_keeps_what_it_has():
+    bare = [{"name": "reports", "password": "reports-secret-0123456789", "tags": []}]
+    existing = [{"name": "reports", "tags": []}]
+    has = [{"user": "reports", "vhost": "reports", **FULL}]
+    ok = [{"item": bare[0], "status": 401, "json": {"reason": "Not management user"}}]
+    assert plan(bare, existing, has, ok) == []

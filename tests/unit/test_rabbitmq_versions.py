@@ -56,3 +56,13 @@ def test_an_erlang_downgrade_is_refused_an_upgrade_is_not():
 def test_garbage_is_refused_not_passed():
     assert "must be a package version" in versions.rabbitmq_upgrade_refusal("4.0.5-1", "latest")
     assert "must be a package version" in versions.rabbitmq_erlang_refusal("1:27.3-1", "new")
+
+
+def test_installed_versions_read_as_a_pin_names_them():
+    package_version = versions.rabbitmq_package_version
+    assert package_version([{"name": "rabbitmq-server", "version": "4.0.5-1"}]) == "4.0.5-1"
+    assert package_version([{"version": "4.0.5", "release": "1.el9"}]) == "4.0.5-1.el9"
+    assert (
+        package_version([{"version": "1:27.3.4.1+dfsg-1", "release": None}]) == "1:27.3.4.1+dfsg-1"
+    )
+    assert package_version([]) == ""

@@ -13,8 +13,9 @@ results), or None when unknown. It returns one entry per user that needs a chang
 Unknown passwords are set again and unknown permissions set (nothing cleared): the slow path
 of tasks/users.yml, taken when the management API cannot be read as the operator (a first
 install, or a rotated operator password). The plan holds no password: tasks/users.yml applies
-it with rabbitmqctl, taking each password from the inventory onto standard input, so no
-password reaches a process list or a log.
+it: new users and passwords are imported as RabbitMQ's salted hashes from a private file
+(rabbitmq_users_definitions), tags and permissions set with rabbitmqctl, so no password
+reaches a process list or a log.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def rabbitmq_users_plan(
             has = {_permission(p) for p in permissions if p.get("user") == name}
             to_set = [entry for key, entry in want.items() if key not in has]
             wanted_vhosts = {key[0] for key in want}
-            clear = sorted({key[0] for key in has if key[0] not in wanted_vhosts})
+            # Other vhosts' permissions are cleared only when the inventory lists some: a user
+            # given no permissions keeps what it has.
+            clear = sorted({key[0] for key in has if want and key[0] not in wanted_vhosts})
         change = {
             "name": name,
             "create": create,

@@ -72,6 +72,17 @@ def rabbitmq_erlang_refusal(installed: str, wanted: str) -> str:
     return ""
 
 
+def rabbitmq_package_version(entries) -> str:
+    """The installed version of a package as package_facts reports it (a list of entries): apt's
+    whole version ("4.0.5-1"), or rpm's version and release joined ("4.0.5-1.el9"); "" when
+    the package is not installed."""
+    if not entries:
+        return ""
+    entry = entries[0]
+    version, release = str(entry.get("version", "")), str(entry.get("release") or "")
+    return f"{version}-{release}" if release else version
+
+
 class FilterModule:
     """Ansible filters of the rabbitmq role: version checks."""
 
@@ -79,4 +90,5 @@ class FilterModule:
         return {
             "rabbitmq_upgrade_refusal": rabbitmq_upgrade_refusal,
             "rabbitmq_erlang_refusal": rabbitmq_erlang_refusal,
+            "rabbitmq_package_version": rabbitmq_package_version,
         }
