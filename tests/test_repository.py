@@ -154,3 +154,13 @@ def test_lab_virtual_ip_is_in_the_lab_subnet_but_never_handed_out():
     assert len(load_balancers) >= 2
     for platform in load_balancers:
         assert "NET_ADMIN" in platform["capabilities"], platform["name"]
+
+
+def test_the_service_sandboxing_is_the_same_for_every_python_service():
+    """celery_worker and flower each carry sandboxing.j2 (a role's templates are its own): the
+    two copies must not drift apart; change both, or neither."""
+    copies = {
+        role: (ROOT / "roles" / role / "templates/etc/systemd/system/sandboxing.j2").read_text()
+        for role in ("celery_worker", "flower")
+    }
+    assert copies["celery_worker"] == copies["flower"]
