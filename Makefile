@@ -13,7 +13,7 @@ SCENARIO ?= default
 # (A separate assignment, so that a failed image build stops the recipe under `set -e`.)
 MOLECULE = LAB_IMAGE=$$(lab/image/build.sh); export LAB_IMAGE; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule
 
-.PHONY: help venv image secrets lab lab-report lab-down lint unit docs test chaos chaos-short ops-drill
+.PHONY: help venv browser image secrets lab lab-report lab-down lint unit docs test chaos chaos-short ops-drill
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -26,6 +26,19 @@ $(STAMP): requirements.txt
 	@touch $@
 
 venv: $(STAMP)  ## Create the controller virtualenv with the pinned requirements
+
+# Debian's chromium, which the browser test drives through Playwright (nothing downloads a
+# browser of its own), and certutil (libnss3-tools) to make it trust the lab's CA. Installed
+# only when missing; as root, or through sudo without a prompt; waits for an apt run
+# elsewhere instead of failing on its lock.
+APT = env DEBIAN_FRONTEND=noninteractive apt-get -qq -o DPkg::Lock::Timeout=300
+browser:  ## Install Debian's chromium (and certutil) for the browser test, when missing
+	@if ! command -v chromium >/dev/null || ! command -v certutil >/dev/null; then \
+	  echo "[browser] installing Debian's chromium and libnss3-tools (apt-get, no recommends)"; \
+	  sudo=; if [ "$$(id -u)" -ne 0 ]; then sudo="sudo -n"; fi; \
+	  $$sudo $(APT) update; \
+	  $$sudo $(APT) install -y --no-install-recommends chromium libnss3-tools >/dev/null; \
+	fi
 
 image:  ## Build the lab's base image (reused when its recipe is unchanged)
 	@lab/image/build.sh >/dev/null
@@ -62,10 +75,11 @@ unit: $(STAMP)  ## Fast tests that need no containers
 docs: $(STAMP)  ## Regenerate the role READMEs' variable tables from argument_specs
 	@$(BIN)/python tools/role_docs.py
 
-test: lint unit secrets  ## Lint, fast tests, then the full molecule sequence
-	@start=$$(date +%s); rm -f .chaos/last.txt .verify/junit.xml .verify/behaviour.xml; status=0; \
+test: lint unit secrets browser  ## Lint, fast tests, then the full molecule sequence
+	@start=$$(date +%s); rm -rf .chaos/last.txt .verify/junit.xml .verify/behaviour.xml .verify/screenshots; status=0; \
 	$(MOLECULE) test -s $(SCENARIO) || status=$$?; \
 	echo "[test] molecule test took $$(( $$(date +%s) - start )) s, exit $$status"; \
+	echo "[test] the browser's screenshots (management UI, Flower): $(CURDIR)/.verify/screenshots/"; \
 	if [ "$$status" -ne 0 ]; then \
 	  $(BIN)/python lab/verify_summary.py .verify/junit.xml; \
 	  $(BIN)/python lab/verify_summary.py .verify/behaviour.xml; \

@@ -9,6 +9,7 @@ value holds no character systemd's EnvironmentFile would interpret.
 
     {{ app_broker | amqp_urls }}           one amqp:// URL per host, in order (failover list)
     {{ monitoring_broker | management_api_url }}   http://USER:PASSWORD@HOST:PORT/api/
+    web_url(endpoint)                      http://HOST:PORT/ of a web UI, no credentials (tests)
     {{ app_broker | broker_problems }}     what is wrong with it ([] when nothing): preflights
     {{ monitoring_broker | broker_problems('api') }}
 """
@@ -66,12 +67,24 @@ def amqp_urls(connection: Any) -> list[str]:
     return [f"{scheme}://{_auth(conn)}@{_host(host)}:{port}/{vhost}" for host in hosts]
 
 
+def _http_base(conn: Mapping, what: str) -> str:
+    scheme = "https" if conn.get("tls") else "http"
+    return f"{scheme}://{_host(str(conn['host']))}:{_port(conn['port'], what)}/"
+
+
 def management_api_url(connection: Any) -> str:
     """The management HTTP API's base URL with credentials (Flower's --broker-api)."""
-    conn = _require(connection, API_KEYS, "the management API connection")
-    scheme = "https" if conn.get("tls") else "http"
-    port = _port(conn["port"], "the management API connection")
-    return f"{scheme}://{_auth(conn)}@{_host(str(conn['host']))}:{port}/api/"
+    what = "the management API connection"
+    conn = _require(connection, API_KEYS, what)
+    scheme, _, rest = _http_base(conn, what).partition("://")
+    return f"{scheme}://{_auth(conn)}@{rest}api/"
+
+
+def web_url(endpoint: Any) -> str:
+    """A web interface's root URL without credentials (https:// when ``tls`` is true): the
+    management UI or Flower as a browser opens it, logging in by form or basic auth."""
+    what = "the web endpoint"
+    return _http_base(_require(endpoint, ("host", "port"), what), what)
 
 
 def broker_problems(connection: Any, kind: str = "amqp") -> list[str]:

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import requests
 from amqp.exceptions import AccessRefused
-from inventory_vars import settings
+from inventory_vars import client_port, settings, web_tls
 from kombu import Connection
 from report import host_groups, inventory
 
@@ -151,6 +152,16 @@ class Lab:
     def victim_worker(self) -> str:
         return next(w for w in self.workers if w != self.client)
 
+    def web(self, published_port: int) -> str:
+        """A lab web interface's base URL on the controller (https:// when the lab runs TLS)."""
+        scheme = "https" if web_tls(self.conf)["tls"] else "http"
+        return f"{scheme}://127.0.0.1:{published_port}/"
+
+    @property
+    def verify(self) -> str | bool:
+        """What requests verifies the lab's web interfaces with: the lab's CA over TLS."""
+        return web_tls(self.conf)["ca_file"] or True
+
     def published(self, host: str, port: int) -> int:
         out = run("docker", "port", host, f"{port}/tcp").stdout
         return int(out.splitlines()[0].rsplit(":", 1)[1])
@@ -174,10 +185,12 @@ class Lab:
     def authenticates(self, user: str, password: str) -> bool:
         """Whether RabbitMQ accepts this password (an AMQP login through the first load
         balancer); any other failure raises."""
-        port = self.published(self.lbs[0], 5672)
+        port = self.published(self.lbs[0], client_port(self.conf, {"haproxy"}))
+        ca_file = web_tls(self.conf)["ca_file"] if self.conf["app_broker"].get("tls") else None
         connection = Connection(
             hostname="127.0.0.1",
             port=port,
+            ssl={"ca_certs": ca_file, "cert_reqs": ssl.CERT_REQUIRED} if ca_file else False,
             userid=user,
             password=password,
             virtual_host=self.conf["app_broker"]["vhost"],
@@ -226,7 +239,7 @@ class Lab:
         port = self.published(self.flower, self.conf["flower_port"])
         auth = (self.conf["flower_basic_auth_user"], self.conf["flower_basic_auth_password"])
         online = requests.get(
-            f"http://127.0.0.1:{port}/api/workers?status=true", auth=auth, timeout=5
+            f"{self.web(port)}api/workers?status=true", auth=auth, timeout=5, verify=self.verify
         ).json()
         names = {name.split("@", 1)[1] for name, up in online.items() if up}
         return set(self.workers) <= names
@@ -235,7 +248,9 @@ class Lab:
         """Each RabbitMQ server's state in one HAProxy's AMQP backend (UP, DOWN, MAINT...)."""
         auth = (self.conf["haproxy_stats_user"], self.conf["haproxy_stats_password"])
         port = self.published(lb, self.conf["haproxy_stats_port"])
-        csv = requests.get(f"http://127.0.0.1:{port}/stats;csv", auth=auth, timeout=5).text
+        csv = requests.get(
+            f"{self.web(port)}stats;csv", auth=auth, timeout=5, verify=self.verify
+        ).text
         return {
             row.split(",")[1]: row.split(",")[17]
             for row in csv.splitlines()

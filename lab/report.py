@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from inventory_vars import INVENTORY, ROOT, settings
+import inventory_vars
+from inventory_vars import INVENTORY, ROOT, client_port, settings, web_tls
 
 sys.path.insert(0, str(ROOT))
 from filter_plugins.broker import amqp_urls  # noqa: E402 - the project root is not on the path
@@ -76,7 +78,8 @@ def roundtrip(conf: dict, targets: dict[str, int], count: int) -> int:
     for name, port in targets.items():
         args += ["--target", f"{name}={controller_url(conf, port)}"]
     print(f"\nRound trip from the controller: {count} add(i, i) per target, every result checked")
-    return subprocess.run(args, cwd=ROOT, timeout=900).returncode
+    env = {**os.environ, **inventory_vars.client_env(conf)}
+    return subprocess.run(args, cwd=ROOT, timeout=900, env=env).returncode
 
 
 def main() -> int:
@@ -111,7 +114,8 @@ def main() -> int:
     status = 0
     if args.n > 0:
         # Interleaved and repeated, so that warm-up and noise show next to the difference.
-        amqp_lb, amqp_node = ports[lb][conf["haproxy_amqp_port"]], ports[node][5672]
+        amqp_lb = ports[lb][client_port(conf, groups[lb])]
+        amqp_node = ports[node][client_port(conf, groups[node])]
         targets = {
             f"{lb}(haproxy)": amqp_lb,
             f"{node}(direct)": amqp_node,
@@ -120,18 +124,19 @@ def main() -> int:
         }
         status = roundtrip(conf, targets, args.n)
 
+    web = "https" if web_tls(conf)["tls"] else "http"
     vault = INVENTORY / "group_vars/all/vault.yml"
     print(f"\nWhere to log in (passwords: the named key in {vault.relative_to(ROOT)})")
     logins = [
         (
             "RabbitMQ management UI",
-            f"http://127.0.0.1:{ports[lb].get(conf['haproxy_management_port'])}/",
+            f"{web}://127.0.0.1:{ports[lb].get(conf['haproxy_management_port'])}/",
             conf["rabbitmq_operator_user"],
             "vault_rabbitmq_operator_password",
         ),
         (
             "HAProxy stats (+ /metrics)",
-            f"http://127.0.0.1:{ports[lb].get(conf['haproxy_stats_port'])}/stats",
+            f"{web}://127.0.0.1:{ports[lb].get(conf['haproxy_stats_port'])}/stats",
             conf["haproxy_stats_user"],
             "vault_haproxy_stats_password",
         ),
@@ -140,7 +145,7 @@ def main() -> int:
         logins.append(
             (
                 "Flower",
-                f"http://127.0.0.1:{ports[flower].get(conf['flower_port'])}/",
+                f"{web}://127.0.0.1:{ports[flower].get(conf['flower_port'])}/",
                 conf["flower_basic_auth_user"],
                 "vault_flower_password",
             )
@@ -163,6 +168,10 @@ def client_env(groups: dict[str, list[str]], ports: dict[str, dict[int, int]]) -
         f"export TASKS_APP_BROKER_URL={shlex.quote(urls[0])}\n"
         f"export TASKS_APP_BROKER_FAILOVER={shlex.quote(';'.join(urls[1:]))}\n"
         "unset TASKS_APP_CONFIG_FILE\n"
+        + "".join(
+            f"export {name}={shlex.quote(value)}\n"
+            for name, value in inventory_vars.client_env(conf).items()
+        )
     )
 
 

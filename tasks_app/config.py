@@ -12,6 +12,7 @@ the pure function behind it, for unit tests.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,32 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     }
     if failover:
         settings["broker_failover_strategy"] = "round-robin"
+    ssl_options = broker_ssl(environ)
+    if ssl_options:
+        settings["broker_use_ssl"] = ssl_options
     return settings
+
+
+def broker_ssl(environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """TLS for amqps:// URLs: the broker's certificate must chain to the CA of
+    TASKS_APP_BROKER_CA_FILE and name the host the URL dials (each failover URL its own:
+    kombu fills ``server_hostname`` from the URL in use when it is None). No CA file: plain
+    AMQP, and an amqps:// URL is refused rather than connected without verification."""
+    ca_file = environ.get("TASKS_APP_BROKER_CA_FILE", "").strip()
+    urls = [environ.get("TASKS_APP_BROKER_URL", ""), environ.get("TASKS_APP_BROKER_FAILOVER", "")]
+    wants_tls = any(url.strip().startswith("amqps://") for part in urls for url in part.split(";"))
+    if not ca_file:
+        if wants_tls:
+            raise ValueError(
+                "amqps:// broker URLs need TASKS_APP_BROKER_CA_FILE (the CA to verify)"
+            )
+        return None
+    return {
+        "ca_certs": ca_file,
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "server_hostname": None,
+        "tls_minimum_version": ssl.TLSVersion.TLSv1_2,
+    }
 
 
 settings = load_settings(merged_environ(os.environ))

@@ -381,10 +381,17 @@ def _role_of(path: Path) -> Path | None:
     return ROOT / "roles" / parts[1] if parts[0] == "roles" and len(parts) > 2 else None
 
 
+# The lab's CA and certificates: roles/tls makes them on the first converge (the lab
+# inventory's tls_ca_dir), git-ignored.
+LAB_TLS_DIR = ROOT / "inventory/lab/tls"
+
+
 def _generated(path: Path) -> bool:
     """A file the tooling makes (git-ignored): named in the docs, absent from a clean clone
-    until `make secrets` writes it (lab/generate_secrets.py's VAULT_FILE)."""
-    return path.resolve() == generate_secrets.VAULT_FILE
+    until `make secrets` writes it (lab/generate_secrets.py's VAULT_FILE) or the first
+    converge makes the lab's CA (LAB_TLS_DIR)."""
+    resolved = path.resolve()
+    return resolved == generate_secrets.VAULT_FILE or resolved.is_relative_to(LAB_TLS_DIR)
 
 
 def _exists(base: Path, reference: str) -> bool:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from kombu.utils.url import url_to_parts
 
-from filter_plugins.broker import amqp_urls, broker_problems, management_api_url
+from filter_plugins.broker import amqp_urls, broker_problems, management_api_url, web_url
+from lab.inventory_vars import web_tls
 
 CONNECTION = {
     "hosts": ["10.0.0.5", "lb2.example.org"],
@@ -59,6 +60,20 @@ def test_management_api_url():
     api = {"host": "10.0.0.5", "port": 15672, "user": "monitoring", "password": "p/w"}
     assert management_api_url(api) == "http://monitoring:p%2Fw@10.0.0.5:15672/api/"
     assert management_api_url({**api, "tls": True}).startswith("https://")
+
+
+def test_web_url_has_no_credentials_and_follows_the_lab_s_tls_setting():
+    endpoint = {"host": "127.0.0.1", "port": 15672, "user": "monitoring", "password": "secret"}
+    assert web_url(endpoint) == "http://127.0.0.1:15672/"
+    assert web_url({"host": "fd00::1", "port": 5555, "tls": True}) == "https://[fd00::1]:5555/"
+    # No TLS in the inventory: plain HTTP, no CA file; with it, https and the CA roles/tls made.
+    assert web_tls({}) == {"tls": False, "ca_file": None}
+    assert web_tls({"tls_enabled": True, "tls_ca_dir": "/lab/tls"}) == {
+        "tls": True,
+        "ca_file": "/lab/tls/ca.pem",
+    }
+    with pytest.raises(ValueError, match="lacks port"):
+        web_url({"host": "127.0.0.1"})
 
 
 @pytest.mark.parametrize(

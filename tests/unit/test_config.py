@@ -209,3 +209,28 @@ def test_tasks_have_time_limits_and_children_a_memory_bound():
     assert tuned["worker_max_memory_per_child"] == 100000
     with pytest.raises(ValueError, match="TASKS_APP_TASK_SOFT_TIME_LIMIT"):
         load_settings({"TASKS_APP_TASK_SOFT_TIME_LIMIT": "60", "TASKS_APP_TASK_TIME_LIMIT": "60"})
+
+
+def test_amqps_verifies_the_broker_against_the_ca_file():
+    import ssl
+
+    settings = load_settings(
+        {
+            "TASKS_APP_BROKER_URL": LB.replace("amqp://", "amqps://"),
+            "TASKS_APP_BROKER_CA_FILE": "/etc/tasks_app/tls/ca.pem",
+        }
+    )
+    options = settings["broker_use_ssl"]
+    assert options["ca_certs"] == "/etc/tasks_app/tls/ca.pem"
+    assert options["cert_reqs"] == ssl.CERT_REQUIRED
+    # None: kombu checks the name of the host each (failover) URL dials.
+    assert "server_hostname" in options and options["server_hostname"] is None
+
+
+def test_amqps_without_a_ca_file_is_refused():
+    with pytest.raises(ValueError, match="TASKS_APP_BROKER_CA_FILE"):
+        load_settings({"TASKS_APP_BROKER_URL": LB.replace("amqp://", "amqps://")})
+
+
+def test_plain_amqp_has_no_tls_settings():
+    assert "broker_use_ssl" not in load_settings({"TASKS_APP_BROKER_URL": LB})

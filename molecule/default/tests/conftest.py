@@ -15,9 +15,15 @@ import yaml
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 LAB_INVENTORY = PROJECT / "inventory/lab/hosts.yml"
 sys.path[:0] = [str(PROJECT), str(PROJECT / "lab")]
-from inventory_vars import settings  # noqa: E402
+from inventory_vars import (  # noqa: E402 - after the path is set
+    client_env,
+    client_port,
+    controller_ca,  # noqa: F401 - for the tests that import it from here
+    settings,
+    web_tls,
+)
 
-from filter_plugins.broker import amqp_urls  # noqa: E402 - after the path is set
+from filter_plugins.broker import amqp_urls, web_url  # noqa: E402 - after the path is set
 
 
 def _walk(group: str, body: dict, memberships: dict[str, set[str]], parents: list[str]) -> None:
@@ -70,23 +76,58 @@ def lab():
 
 def controller_url(lab: dict, container: str) -> str:
     """The application's broker URL (the inventory's app_broker, rendered by
-    filter_plugins/broker.py) through the port docker publishes for a container's 5672."""
-    port = published_port(container, 5672)
+    filter_plugins/broker.py) through the port docker publishes for the container's client
+    AMQP port (amqps:// over TLS: add controller_env for the CA)."""
+    port = published_port(container, client_port(lab, lab_groups()[container]))
     return amqp_urls({**lab["app_broker"], "hosts": ["127.0.0.1"], "port": port})[0]
+
+
+def controller_env(lab: dict, container: str) -> dict[str, str]:
+    """Environment of a tasks_app client on the controller that talks to the container."""
+    return {"TASKS_APP_BROKER_URL": controller_url(lab, container), **client_env(lab)}
+
+
+def controller_api(lab: dict, container: str) -> tuple[str, str | bool]:
+    """The management API's base URL through the container's published management port, and
+    what requests should verify it with (the lab's CA over TLS)."""
+    port = lab["haproxy_management_port"]
+    tls = web_tls(lab)
+    base = web_url(
+        {"host": "127.0.0.1", "port": published_port(container, port), "tls": tls["tls"]}
+    )
+    return f"{base}api", tls["ca_file"] or True
+
+
+def expand_node_name(template: str, hostname: str) -> str:
+    """Celery's %h / %n / %d expansion of a node name."""
+    short, _, domain = hostname.partition(".")
+    return template.replace("%h", hostname).replace("%n", short).replace("%d", domain)
+
+
+def controller_web_url(lab: dict, container: str, port: int) -> str:
+    """A lab web interface's URL (no credentials) through the port docker publishes for a
+    container's ``port``: scheme from lab/inventory_vars.web_tls, rendered by
+    filter_plugins/broker.py."""
+    endpoint = {"host": "127.0.0.1", "port": published_port(container, port)}
+    return web_url({**endpoint, "tls": web_tls(lab)["tls"]})
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", re.MULTILINE)
 
 
-def run_playbook(inventory: Path, playbook: str, *args: str) -> tuple[int, str, dict[str, int]]:
+def run_playbook(
+    inventory: Path, playbook: str, *args: str, extra_env: dict[str, str] | None = None
+) -> tuple[int, str, dict[str, int]]:
     """Run a playbook of the project against the lab from the controller.
 
     Returns the exit code, the plain output and the `changed` count of each host's recap.
     Molecule forces colours on for its own runs; this run is read by a program, so not here.
+    ``extra_env`` adds environment variables (ANSIBLE_* settings) for this run only.
     """
     env = {k: v for k, v in os.environ.items() if k not in ("ANSIBLE_FORCE_COLOR", "PY_COLORS")}
     env.update(ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    env.update(extra_env or {})
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),

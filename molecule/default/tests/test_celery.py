@@ -16,7 +16,7 @@ import time
 
 import pytest
 import testinfra
-from conftest import lab_settings
+from conftest import expand_node_name, lab_settings
 
 testinfra_hosts = ["ansible://celery_workers"]
 
@@ -43,12 +43,6 @@ def groups(inventory) -> dict[str, list[str]]:
 def as_user(user: str, command: str, cwd: str = "/") -> str:
     """A shell command line that runs ``command`` as ``user`` (no login shell needed)."""
     return f"cd {shlex.quote(cwd)} && runuser -u {shlex.quote(user)} -- {command}"
-
-
-def expand_node_name(template: str, hostname: str) -> str:
-    """Celery's %h / %n / %d expansion of a node name."""
-    short, _, domain = hostname.partition(".")
-    return template.replace("%h", hostname).replace("%n", short).replace("%d", domain)
 
 
 @pytest.fixture(scope="module")
@@ -270,14 +264,18 @@ def flower_hosts(groups, inventory) -> list:
 def flower_get(flower, path: str, auth: str | None) -> tuple[int, str]:
     """GET Flower's URL on the Flower host itself, with or without basic auth."""
     port = lab_settings()["flower_port"]
+    # Over TLS by the host's name, which its certificate carries, against the installed CA.
+    tls = bool(lab_settings()["tls_enabled"])
+    base = f"https://{flower.backend.host}:{port}" if tls else f"http://127.0.0.1:{port}"
+    context = "ssl.create_default_context(cafile='/etc/flower/tls/ca.pem')" if tls else "None"
     script = (
-        "import base64, os, sys, urllib.error, urllib.request\n"
-        f"req = urllib.request.Request('http://127.0.0.1:{port}{path}')\n"
+        "import base64, os, ssl, sys, urllib.error, urllib.request\n"
+        f"req = urllib.request.Request('{base}{path}')\n"
         "auth = os.environ.get('FLOWER_CHECK_AUTH')\n"
         "if auth:\n"
         "    req.add_header('Authorization', 'Basic ' + base64.b64encode(auth.encode()).decode())\n"
         "try:\n"
-        "    with urllib.request.urlopen(req, timeout=10) as resp:\n"
+        f"    with urllib.request.urlopen(req, timeout=10, context={context}) as resp:\n"
         "        print(resp.status); print(resp.read().decode())\n"
         "except urllib.error.HTTPError as exc:\n"
         "    print(exc.code)\n"

@@ -1,4 +1,5 @@
-"""HAProxy in front of the cluster: valid config, running, every node UP, stats and metrics."""
+"""HAProxy in front of the cluster: valid config, running, every node UP, stats and metrics (both
+behind the stats user)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,16 @@ from conftest import lab_settings
 
 testinfra_hosts = ["ansible://haproxy"]
 
+
+def stats_base() -> str:
+    """curl's options and the stats port's base URL on the load balancer itself (HTTPS checked
+    against the CA the tls role installed, when the lab runs TLS)."""
+    port = lab_settings()["haproxy_stats_port"]
+    if lab_settings()["tls_enabled"]:
+        return f"--cacert /etc/haproxy/tls/ca.pem https://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}"
+
+
 # Proxy names from roles/haproxy/vars/main.yml.
 AMQP_BACKEND = "rabbitmq_amqp"
 MANAGEMENT_BACKEND = "rabbitmq_management"
@@ -22,20 +33,16 @@ def backend_nodes(host) -> list[str]:
 
 
 def status_code(host, path: str, auth: str | None = None) -> str:
-    port = lab_settings()["haproxy_stats_port"]
     credentials = f"-u {auth} " if auth else ""
     # The command holds the password: never put it in an assertion message.
-    result = host.run(
-        f"curl -s -o /dev/null -w '%{{http_code}}' {credentials}http://127.0.0.1:{port}{path}"
-    )
+    result = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' {credentials}{stats_base()}{path}")
     return result.stdout.strip()
 
 
 @pytest.fixture(scope="module")
 def stats_rows(host) -> list[dict]:
-    port = lab_settings()["haproxy_stats_port"]
     auth = f"{lab_settings()['haproxy_stats_user']}:{lab_settings()['haproxy_stats_password']}"
-    result = host.run(f"curl -s --fail -u {auth} 'http://127.0.0.1:{port}/stats;csv'")
+    result = host.run(f"curl -s --fail -u {auth} {stats_base()}'/stats;csv'")
     assert result.rc == 0, f"the stats CSV did not answer (curl exit {result.rc})"
     return list(csv.DictReader(io.StringIO(result.stdout.lstrip("# "))))
 
@@ -79,10 +86,13 @@ def test_amqp_servers_pass_the_amqp_check(host, stats_rows):
     assert set(checks.values()) == {expected}, checks
 
 
-def test_metrics_answer_without_credentials(host):
-    assert status_code(host, "/metrics") == "200"
-    port = lab_settings()["haproxy_stats_port"]
-    metrics = host.check_output(f"curl -s http://127.0.0.1:{port}/metrics")
+def test_metrics_need_credentials(host):
+    assert status_code(host, "/metrics") == "401"
+    wrong = f"{lab_settings()['haproxy_stats_user']}:not-the-password"
+    assert status_code(host, "/metrics", wrong) == "401"
+    right = f"{lab_settings()['haproxy_stats_user']}:{lab_settings()['haproxy_stats_password']}"
+    # The command holds the password: never put it in an assertion message.
+    metrics = host.check_output(f"curl -s --fail -u {right} {stats_base()}/metrics")
     up = rf'haproxy_server_status{{proxy="{AMQP_BACKEND}",server="[^"]+",state="UP"}} 1'
     assert len(re.findall(up, metrics)) == len(backend_nodes(host))
 

@@ -22,9 +22,9 @@ from conftest import (
     LAB_INVENTORY,
     PROJECT,
     behaviour,
+    controller_api,
     lab_groups,
     lab_settings,
-    published_port,
     run_playbook,
 )
 
@@ -151,7 +151,9 @@ def export_definitions(backup_dir: Path) -> tuple[Path, dict]:
 
 @behaviour
 def test_definitions_exported_deleted_and_imported_come_back_the_same(lab, tmp_path):
-    api = f"http://127.0.0.1:{published_port(LB, 15672)}/api"
+    api, verify = controller_api(lab, LB)
+    session = requests.Session()
+    session.verify = verify
     operator = (lab["rabbitmq_operator_user"], lab["rabbitmq_operator_password"])
     vhost = f"{api}/vhosts/{DRILL_VHOST}"
     calls = [
@@ -177,7 +179,7 @@ def test_definitions_exported_deleted_and_imported_come_back_the_same(lab, tmp_p
     backup_dir = tmp_path / "backups"
     try:
         for method, url, body in calls:
-            response = getattr(requests, method)(url, json=body, auth=operator, timeout=30)
+            response = getattr(session, method)(url, json=body, auth=operator, timeout=30)
             assert response.status_code in (201, 204), (url, response.text)
 
         path, exported = export_definitions(backup_dir)
@@ -208,7 +210,7 @@ def test_definitions_exported_deleted_and_imported_come_back_the_same(lab, tmp_p
         _, restored = export_definitions(backup_dir)
         assert vhost_definitions(restored, DRILL_VHOST) == before
     finally:
-        requests.delete(vhost, auth=operator, timeout=30)
+        session.delete(vhost, auth=operator, timeout=30)
 
 
 def _full_rights() -> dict:

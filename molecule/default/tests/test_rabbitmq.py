@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import ssl
 import uuid
 
 import pika
 import pytest
 import requests
-from conftest import lab_groups, published_port
+from conftest import (
+    client_port,
+    controller_api,
+    controller_ca,
+    lab_groups,
+    lab_settings,
+    published_port,
+)
 
 testinfra_hosts = ["ansible://rabbitmq"]
 
@@ -93,10 +101,17 @@ def test_quorum_dead_letter_policy(host, lab):
 
 
 def connect(node: str, user: str, password: str, vhost: str) -> pika.BlockingConnection:
+    lab = lab_settings()
+    ca_file = controller_ca(lab) if lab["app_broker"].get("tls") else None
+    tls = None
+    if ca_file:
+        # The node's own certificate is valid for the controller's loopback in the lab.
+        tls = pika.SSLOptions(ssl.create_default_context(cafile=ca_file), "127.0.0.1")
     return pika.BlockingConnection(
         pika.ConnectionParameters(
             host="127.0.0.1",
-            port=published_port(node, 5672),
+            port=published_port(node, client_port(lab, lab_groups()[node])),
+            ssl_options=tls,
             virtual_host=vhost,
             credentials=pika.PlainCredentials(user, password),
             connection_attempts=3,
@@ -231,9 +246,12 @@ def test_the_monitoring_user_can_neither_consume_publish_nor_delete(lab):
     finally:
         monitoring.close()
     # What it is for: the management API shows it the vhost's queues (Flower's broker API).
-    api = f"http://127.0.0.1:{published_port(LB, 15672)}/api/queues/{vhost}"
+    api, verify = controller_api(lab, LB)
     seen = requests.get(
-        api, auth=(lab["rabbitmq_monitoring_user"], lab["rabbitmq_monitoring_password"]), timeout=10
+        f"{api}/queues/{vhost}",
+        auth=(lab["rabbitmq_monitoring_user"], lab["rabbitmq_monitoring_password"]),
+        timeout=10,
+        verify=verify,
     )
     assert seen.status_code == 200, seen.text
     assert dead_letters in {queue["name"] for queue in seen.json()}
@@ -248,11 +266,12 @@ def test_the_app_user_cannot_delete_the_dead_letters_or_change_policies(lab):
     finally:
         connection.close()
     app = lab["app_broker"]
-    policy = f"http://127.0.0.1:{published_port(LB, 15672)}/api/policies/{app['vhost']}/x"
+    api, verify = controller_api(lab, LB)
     answer = requests.put(
-        policy,
+        f"{api}/policies/{app['vhost']}/x",
         json={"pattern": ".*", "definition": {"max-length": 1}},
         auth=(app["user"], app["password"]),
         timeout=10,
+        verify=verify,
     )
     assert answer.status_code == 401, answer.text  # no management tag: no API, no policies

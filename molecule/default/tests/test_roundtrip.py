@@ -10,14 +10,14 @@ import sys
 
 import pytest
 import requests
-from conftest import PROJECT, controller_url, lab_groups, published_port
+from conftest import PROJECT, controller_api, controller_env, lab_groups
 
 WORKERS = sorted(h for h, groups in lab_groups().items() if "celery_workers" in groups)
 LB = sorted(h for h, groups in lab_groups().items() if "haproxy" in groups)[0]
 
 
 def cli(lab, *args: str, container: str = LB, timeout: int = 180) -> tuple[int, str]:
-    env = dict(os.environ, TASKS_APP_BROKER_URL=controller_url(lab, container))
+    env = dict(os.environ, **controller_env(lab, container))
     env.pop("TASKS_APP_CONFIG_FILE", None)
     result = subprocess.run(
         [sys.executable, "-m", "tasks_app", *args],
@@ -77,16 +77,19 @@ def test_countdown_task_runs_after_its_delay_and_not_before(lab, countdown):
 def test_countdown_uses_rabbitmq_native_delayed_delivery(lab):
     # Celery's native delayed delivery declares celery_delayed_0..27 on the vhost; without
     # them, workers would hold ETA tasks in memory instead (not possible with quorum queues).
-    url = f"http://127.0.0.1:{published_port(LB, 15672)}/api/exchanges/{lab['rabbitmq_app_vhost']}"
+    api, verify = controller_api(lab, LB)
+    url = f"{api}/exchanges/{lab['rabbitmq_app_vhost']}"
     operator = (lab["rabbitmq_operator_user"], lab["rabbitmq_operator_password"])
-    names = {exchange["name"] for exchange in requests.get(url, auth=operator, timeout=10).json()}
+    exchanges = requests.get(url, auth=operator, timeout=10, verify=verify).json()
+    names = {exchange["name"] for exchange in exchanges}
     assert {"celery_delayed_0", "celery_delayed_27", "celery_delayed_delivery"} <= names, names
 
 
 def test_management_ui_through_the_load_balancer(lab):
-    url = f"http://127.0.0.1:{published_port(LB, 15672)}/api/overview"
+    api, verify = controller_api(lab, LB)
+    url = f"{api}/overview"
     operator = (lab["rabbitmq_operator_user"], lab["rabbitmq_operator_password"])
-    ok = requests.get(url, auth=operator, timeout=10)
+    ok = requests.get(url, auth=operator, timeout=10, verify=verify)
     assert ok.status_code == 200
     assert ok.json()["cluster_name"]
-    assert requests.get(url, auth=("guest", "guest"), timeout=10).status_code == 401
+    assert requests.get(url, auth=("guest", "guest"), timeout=10, verify=verify).status_code == 401
