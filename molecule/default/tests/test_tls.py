@@ -8,15 +8,20 @@ import json
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 import requests
+from chaos import Lab, wait_until
 from conftest import (
+    LAB_INVENTORY,
+    behaviour,
     controller_api,
     controller_ca,
     lab_groups,
     lab_settings,
     published_port,
+    run_playbook,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -146,3 +151,37 @@ def test_every_client_of_the_broker_verifies_it():
             assert "TASKS_APP_BROKER_URL=amqps://" in env, (host, env_file)
             ca_line = next(line for line in env.splitlines() if "BROKER_CA_FILE=" in line)
             dexec(host, "test", "-s", ca_line.split("=", 1)[1])
+
+
+def served_serial(lb: str) -> int:
+    """The serial number of the certificate HAProxy serves on lb's management port, verified
+    against the lab's CA for the load balancer's own name."""
+    port = published_port(lb, lab_settings()["haproxy_management_port"])
+    return int(handshake(port, lab_context(), lb)["cert"]["serialNumber"], 16)
+
+
+@behaviour
+def test_renewal_is_a_re_run_that_serves_new_certificates():
+    """A certificate due for renewal is signed again by the next run, and served at once.
+    `tls_renew_days` beyond a certificate's lifetime makes every one due: the load balancers'
+    playbook re-signs theirs, HAProxy reloads and serves them (verified against the lab's CA),
+    and the whole system answers: every node, every worker's ping, beat, Flower, every
+    HAProxy backend, one virtual IP."""
+    before = {lb: served_serial(lb) for lb in LBS}
+    rc, output, changed = run_playbook(
+        LAB_INVENTORY, "playbooks/haproxy.yml", "-e", "tls_renew_days=3650"
+    )
+    assert rc == 0, output[-4000:]
+    assert all(changed.get(lb, 0) > 0 for lb in LBS), changed
+    # A reload lets the old process finish its connections; a new handshake gets the new one.
+    deadline = time.monotonic() + 30
+    after = {lb: served_serial(lb) for lb in LBS}
+    while any(after[lb] == before[lb] for lb in LBS) and time.monotonic() < deadline:
+        time.sleep(1)
+        after = {lb: served_serial(lb) for lb in LBS}
+    assert all(after[lb] != before[lb] for lb in LBS), (before, after)
+    lab = Lab.discover()
+    try:
+        wait_until("the whole system", lambda: not lab.unhealthy(), 120, every=2)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; failing: {', '.join(lab.unhealthy())}") from exc
