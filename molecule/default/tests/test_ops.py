@@ -152,8 +152,9 @@ def export_definitions(backup_dir: Path) -> tuple[Path, dict]:
 @behaviour
 def test_definitions_exported_deleted_and_imported_come_back_the_same(lab, tmp_path):
     api, verify = controller_api(lab, LB)
+    # The CA goes with each request: requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE in the
+    # environment override a Session's own `verify` (and CI machines set them).
     session = requests.Session()
-    session.verify = verify
     operator = (lab["rabbitmq_operator_user"], lab["rabbitmq_operator_password"])
     vhost = f"{api}/vhosts/{DRILL_VHOST}"
     calls = [
@@ -179,7 +180,9 @@ def test_definitions_exported_deleted_and_imported_come_back_the_same(lab, tmp_p
     backup_dir = tmp_path / "backups"
     try:
         for method, url, body in calls:
-            response = getattr(session, method)(url, json=body, auth=operator, timeout=30)
+            response = getattr(session, method)(
+                url, json=body, auth=operator, timeout=30, verify=verify
+            )
             assert response.status_code in (201, 204), (url, response.text)
 
         path, exported = export_definitions(backup_dir)
@@ -210,7 +213,7 @@ def test_definitions_exported_deleted_and_imported_come_back_the_same(lab, tmp_p
         _, restored = export_definitions(backup_dir)
         assert vhost_definitions(restored, DRILL_VHOST) == before
     finally:
-        session.delete(vhost, auth=operator, timeout=30)
+        session.delete(vhost, auth=operator, timeout=30, verify=verify)
 
 
 def _full_rights() -> dict:
