@@ -1,0 +1,72 @@
+"""A changed worker setting reaches every worker host at once and restarts them one at a time.
+
+playbooks/celery.yml installs and configures every worker host in one play, where a change
+only marks the worker for a restart; a second play, serial: 1, restarts what is marked and
+waits for that host's worker to answer a ping before the next host. Runs the playbook from
+the controller twice (a changed log level, then the inventory's again) and leaves the lab as
+it found it, with the whole system answering."""
+
+from __future__ import annotations
+
+import re
+
+from chaos import Lab, wait_until
+from conftest import LAB_INVENTORY, behaviour, lab_groups, run_playbook
+
+WORKERS = sorted(h for h, groups in lab_groups().items() if "celery_workers" in groups)
+WRITE_UNIT = "celery_worker : Write the worker unit"
+RESTART = "celery_worker : Restart the worker (its settings, unit or virtualenv changed)"
+PING = "celery_worker : Wait until the worker answers a ping through the broker"
+
+
+def task_blocks(output: str) -> list[tuple[str, str]]:
+    """(task name, its result lines) in the order the run printed them."""
+    blocks = []
+    for block in re.split(r"\n(?:TASK|RUNNING HANDLER) \[", output)[1:]:
+        name, _, rest = block.partition("]")
+        blocks.append((name, rest))
+    return blocks
+
+
+def hosts_with(status: str, body: str) -> list[str]:
+    return sorted(re.findall(rf"^{status}: \[([^\]]+)\]", body, re.MULTILINE))
+
+
+def assert_rolled_out_one_host_at_a_time(output: str) -> None:
+    blocks = task_blocks(output)
+    # The unit is written on every host in one task: the deploy play runs them together.
+    writes = [hosts_with("changed", body) for name, body in blocks if name == WRITE_UNIT]
+    assert WORKERS in writes, writes
+    # Then, per host in turn: its restart, then its ping, before the next host's restart.
+    order = [
+        (name, host)
+        for name, body in blocks
+        if name in (RESTART, PING)
+        for host in hosts_with("changed" if name == RESTART else "ok", body)
+    ]
+    assert order == [step for host in WORKERS for step in ((RESTART, host), (PING, host))], order
+
+
+@behaviour
+def test_a_changed_setting_restarts_the_workers_one_at_a_time():
+    rc, output, changed = run_playbook(
+        LAB_INVENTORY, "playbooks/celery.yml", "-e", "celery_worker_loglevel=DEBUG"
+    )
+    try:
+        assert rc == 0, output[-4000:]
+        assert_rolled_out_one_host_at_a_time(output)
+    finally:
+        rc, output, changed = run_playbook(LAB_INVENTORY, "playbooks/celery.yml")
+    assert rc == 0, output[-4000:]
+    assert_rolled_out_one_host_at_a_time(output)
+    # A third run has nothing to restart.
+    rc, output, changed = run_playbook(LAB_INVENTORY, "playbooks/celery.yml")
+    assert rc == 0 and not any(changed.values()), (changed, output[-3000:])
+    assert not any(
+        hosts_with("changed", body) for name, body in task_blocks(output) if name == RESTART
+    )
+    lab = Lab.discover()
+    try:
+        wait_until("the whole system", lambda: not lab.unhealthy(), 120, every=2)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; failing: {', '.join(lab.unhealthy())}") from exc
