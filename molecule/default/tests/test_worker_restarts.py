@@ -1,22 +1,26 @@
 """A changed worker setting reaches every worker host at once and restarts them one at a time.
 
-playbooks/celery.yml installs and configures every worker host in one play, where a change
-only marks the worker for a restart; a second play, serial: 1, restarts what is marked and
-waits for that host's worker to answer a ping before the next host. Runs the playbook from
-the controller twice (a changed log level, then the inventory's again) and leaves the lab as
-it found it, with the whole system answering."""
+playbooks/celery.yml configures every worker host in one play, where a change only marks the
+worker for a restart (a fact, and a file on the host); a second play, serial: 1, updates the
+virtualenv, restarts what is marked and waits for that host's worker to answer a ping before
+the next host. A mark left by a run that stopped before its restart is honoured by the next
+run. Runs the playbook from the controller and leaves the lab as it found it, with the whole
+system answering."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 
 from chaos import Lab, wait_until
-from conftest import LAB_INVENTORY, behaviour, lab_groups, run_playbook
+from conftest import LAB_INVENTORY, behaviour, lab_groups, lab_settings, run_playbook
 
 WORKERS = sorted(h for h, groups in lab_groups().items() if "celery_workers" in groups)
 WRITE_UNIT = "celery_worker : Write the worker unit"
 RESTART = "celery_worker : Restart the worker (its settings, unit or virtualenv changed)"
 PING = "celery_worker : Wait until the worker answers a ping through the broker"
+# The worker's restart mark: its name in roles/celery_worker/vars/main.yml.
+MARK_NAME = ".restart-worker"
 
 
 def task_blocks(output: str) -> list[tuple[str, str]]:
@@ -70,3 +74,35 @@ def test_a_changed_setting_restarts_the_workers_one_at_a_time():
         wait_until("the whole system", lambda: not lab.unhealthy(), 120, every=2)
     except TimeoutError as exc:
         raise AssertionError(f"{exc}; failing: {', '.join(lab.unhealthy())}") from exc
+
+
+def main_pid(host: str) -> str:
+    return subprocess.run(
+        ["docker", "exec", host, "systemctl", "show", "-p", "MainPID", "--value", "celery-worker"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@behaviour
+def test_a_restart_mark_left_by_a_stopped_run_is_honoured_by_the_next_run():
+    """As if a run had rewritten a worker's settings, then stopped before restarting it: the
+    mark on that host makes the next run restart exactly that worker, then removes the mark."""
+    marked, other = WORKERS[-1], WORKERS[0]
+    mark = f"{lab_settings()['celery_worker_state_dir']}/{MARK_NAME}"
+    before = {host: main_pid(host) for host in WORKERS}
+    subprocess.run(["docker", "exec", marked, "touch", mark], check=True)
+    rc, output, changed = run_playbook(LAB_INVENTORY, "playbooks/celery.yml")
+    assert rc == 0, output[-4000:]
+    restarted = [
+        host
+        for name, body in task_blocks(output)
+        if name == RESTART
+        for host in hosts_with("changed", body)
+    ]
+    assert restarted == [marked], (restarted, output[-3000:])
+    after = {host: main_pid(host) for host in WORKERS}
+    assert after[marked] != before[marked] and after[other] == before[other], (before, after)
+    gone = subprocess.run(["docker", "exec", marked, "test", "-e", mark], check=False)
+    assert gone.returncode == 1, "the mark is still there after the restart"
