@@ -36,6 +36,15 @@ def hosts_with(status: str, body: str) -> list[str]:
     return sorted(re.findall(rf"^{status}: \[([^\]]+)\]", body, re.MULTILINE))
 
 
+def assert_whole_system_answers() -> None:
+    """Every node, every worker's ping, beat, Flower, every HAProxy backend, one virtual IP."""
+    lab = Lab.discover()
+    try:
+        wait_until("the whole system", lambda: not lab.unhealthy(), 120, every=2)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; failing: {', '.join(lab.unhealthy())}") from exc
+
+
 def assert_rolled_out_one_host_at_a_time(output: str) -> None:
     blocks = task_blocks(output)
     # The unit is written on every host in one task: the deploy play runs them together.
@@ -69,11 +78,7 @@ def test_a_changed_setting_restarts_the_workers_one_at_a_time():
     assert not any(
         hosts_with("changed", body) for name, body in task_blocks(output) if name == RESTART
     )
-    lab = Lab.discover()
-    try:
-        wait_until("the whole system", lambda: not lab.unhealthy(), 120, every=2)
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}; failing: {', '.join(lab.unhealthy())}") from exc
+    assert_whole_system_answers()
 
 
 def main_pid(host: str) -> str:
@@ -106,3 +111,4 @@ def test_a_restart_mark_left_by_a_stopped_run_is_honoured_by_the_next_run():
     assert after[marked] != before[marked] and after[other] == before[other], (before, after)
     gone = subprocess.run(["docker", "exec", marked, "test", "-e", mark], check=False)
     assert gone.returncode == 1, "the mark is still there after the restart"
+    assert_whole_system_answers()
