@@ -80,7 +80,7 @@ def dexec(host: str, *args: str, user: str | None = None, timeout: float = 60, c
 def playbook(path: str, *args: str) -> tuple[int, str]:
     """Run one of the project's playbooks against the lab, as an operator would: its exit
     status and output (printed when it fails)."""
-    # ansible.cfg decides the strategy, not molecule's ANSIBLE_STRATEGY (molecule.yml).
+    # ansible.cfg decides the strategy (Mitogen), whatever ANSIBLE_STRATEGY the caller exported.
     dropped = ("ANSIBLE_FORCE_COLOR", "PY_COLORS", "ANSIBLE_STRATEGY")
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")

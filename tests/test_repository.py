@@ -94,6 +94,17 @@ def test_site_only_imports_playbooks():
         assert set(play) == {"name", "ansible.builtin.import_playbook"}, play
 
 
+def test_site_checks_every_tier_before_it_changes_anything():
+    # The tests of bad input (molecule/default/tests/test_preflight.py) rely on both: the first
+    # import is the checks, and the checks only include the roles' preflight entry points.
+    first = load(ROOT / "site.yml")[0]["ansible.builtin.import_playbook"]
+    assert first == "playbooks/preflight.yml"
+    for play in load(ROOT / first):
+        for task in play["tasks"]:
+            assert set(task) == {"name", "ansible.builtin.include_role"}, task
+            assert task["ansible.builtin.include_role"]["tasks_from"] == "preflight", task
+
+
 SECRET_NAME = re.compile(r"(password|passwd|cookie|secret|token)", re.IGNORECASE)
 
 

@@ -125,7 +125,7 @@ def run_playbook(
     Molecule forces colours on for its own runs; this run is read by a program, so not here.
     ``extra_env`` adds environment variables (ANSIBLE_* settings) for this run only.
     """
-    # ansible.cfg decides the strategy (Mitogen), not molecule's ANSIBLE_STRATEGY (molecule.yml).
+    # ansible.cfg decides the strategy (Mitogen), whatever ANSIBLE_STRATEGY the caller exported.
     dropped = ("ANSIBLE_FORCE_COLOR", "PY_COLORS", "ANSIBLE_STRATEGY")
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")

@@ -1,9 +1,15 @@
 """Bad input is refused with a clear message before any host changes: site.yml checks every
 tier's input first, so even a bad Flower password stops the run before RabbitMQ is touched.
 
-Each case is a whole site.yml run that must fail. The runs only read the hosts, so they run
-side by side (PARALLEL at a time), each with its own copy of the fact cache; each case is
-still its own test, with its own outcome."""
+Each case is a run that must fail. site.yml's first play is playbooks/preflight.yml
+(tests/test_repository.py holds it there), so most cases run that playbook alone, limited to
+the hosts of the tier whose check refuses the input (the hosts preflight.yml runs that role's
+checks on): a whole site.yml on every host costs the controller three times as much and shows
+nothing more. The cases in EVERY_HOST are whole site.yml runs on every host (the bad Flower
+password shows that a check of the last tier stops the run before the first tier is touched);
+those in AFTER_PREFLIGHT are site.yml runs on the refusing tier's hosts. The runs only read
+the hosts, so they run side by side (PARALLEL at a time), each with its own copy of the fact
+cache; each case is still its own test, with its own outcome."""
 
 from __future__ import annotations
 
@@ -198,7 +204,48 @@ BAD_INPUTS = {
     ),
 }
 
+# The cases whose input no variable of the refusing role names (they change the groups).
+REFUSED_BY = {
+    "RabbitMQ node also a load balancer": "haproxy",
+    "two beat hosts": "celery_worker",
+    "beat host that is not a worker": "celery_worker",
+}
+# Whole site.yml runs on every host of the inventory. The beat host's check compares the beat
+# group with every worker of the play, so the role leaves it out under --limit.
+EVERY_HOST = {"short Flower password", "beat host that is not a worker"}
+# Refused by a check of the role's own run, after the preflight: it reads the running cluster's
+# cookie (site.yml, limited to the nodes).
+AFTER_PREFLIGHT = {"different cookie on a running cluster"}
+
 TEST = "test_bad_input_is_refused_before_anything_changes"
+
+
+def checked_hosts() -> dict[str, str]:
+    """Role -> the host pattern playbooks/preflight.yml runs its checks on."""
+    plays = yaml.safe_load((PROJECT / "playbooks/preflight.yml").read_text())
+    return {
+        task["ansible.builtin.include_role"]["name"]: play["hosts"]
+        for play in plays
+        for task in play["tasks"]
+    }
+
+
+def limit(case: str) -> list[str]:
+    """--limit to the hosts of the role that refuses the case's input."""
+    if case in EVERY_HOST:
+        return []
+    hosts = checked_hosts()
+    role = REFUSED_BY.get(case) or max(
+        (role for role in hosts if next(iter(BAD_INPUTS[case][0])).startswith(f"{role}_")),
+        key=len,
+    )
+    return ["--limit", hosts[role]]
+
+
+def test_every_case_runs_where_its_role_checks():
+    # A fast guard on the table itself: each case names its refusing role, one way or the other.
+    for case in BAD_INPUTS:
+        assert case in EVERY_HOST or limit(case), case
 
 
 def _run(case: str, workdir) -> tuple[int, str, dict[str, int]]:
@@ -206,7 +253,7 @@ def _run(case: str, workdir) -> tuple[int, str, dict[str, int]]:
     workdir.mkdir()
     extra_file = workdir / "extra.json"
     extra_file.write_text(json.dumps(extra))
-    args = ["-e", f"@{extra_file}"]
+    args = ["-e", f"@{extra_file}", *limit(case)]
     if groups:
         # ansible-playbook merges the inventories: the lab's, plus these hosts in these groups.
         children = {group: {"hosts": dict.fromkeys(hosts)} for group, hosts in groups[0].items()}
@@ -220,7 +267,9 @@ def _run(case: str, workdir) -> tuple[int, str, dict[str, int]]:
     # per host (~6 s a run here) costs more than it saves on so few tasks. The checks are the
     # same whatever the strategy.
     env = {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts), "ANSIBLE_STRATEGY": "linear"}
-    return run_playbook(LAB_INVENTORY, "site.yml", *args, extra_env=env)
+    whole = case in EVERY_HOST | AFTER_PREFLIGHT
+    playbook = "site.yml" if whole else "playbooks/preflight.yml"
+    return run_playbook(LAB_INVENTORY, playbook, *args, extra_env=env)
 
 
 @pytest.fixture(scope="module")
