@@ -13,7 +13,7 @@ SCENARIO ?= default
 # (A separate assignment, so that a failed image build stops the recipe under `set -e`.)
 MOLECULE = LAB_IMAGE=$$(lab/image/build.sh); export LAB_IMAGE; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule
 
-.PHONY: help venv browser image secrets lab lab-report lab-down lint unit docs test chaos chaos-short ops-drill
+.PHONY: help venv browser image secrets lab lab-report lab-down lint unit docs test behaviour chaos chaos-short ops-drill
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -88,6 +88,12 @@ test: lint unit secrets browser  ## Lint, fast tests, then the full molecule seq
 	  fi; \
 	fi; \
 	exit "$$status"
+
+# The same tests of behaviour as side_effect, and the long proofs it leaves out, against the lab
+# `make lab` brought up (its inventory, as the operators' runs use it).
+behaviour: $(STAMP)  ## Every test of behaviour, long proofs included, against the running lab (~17 min)
+	@rm -f .verify/behaviour-all.xml
+	@cd molecule/default && PATH="$(CURDIR)/$(BIN):$$PATH" MOLECULE_PROJECT_DIRECTORY="$(CURDIR)" 	  ANSIBLE_CONFIG="$(CURDIR)/ansible.cfg" $(CURDIR)/$(BIN)/python -m pytest -v -p no:cacheprovider 	  --durations=15 -m behaviour --connection=ansible 	  --ansible-inventory="$(CURDIR)/inventory/lab/hosts.yml" 	  --junitxml="$(CURDIR)/.verify/behaviour-all.xml" tests
 
 chaos: $(STAMP)  ## Full fault run against the running lab (make lab first; ~15 min)
 	@$(BIN)/python lab/chaos.py

@@ -156,7 +156,15 @@ def pytest_configure(config):
         "operations); run once per `molecule test` by side_effect, before the fault run. "
         "verify (-m 'not behaviour') only checks the state of the system.",
     )
+    config.addinivalue_line(
+        "markers",
+        "long: a long proof of behaviour (membership, upgrades, every bad-input case): "
+        "`make behaviour` runs it against the running lab, `make test` leaves it out.",
+    )
 
 
 # Tests of behaviour, not state: side_effect runs them (pytest -m behaviour), verify does not.
 behaviour = pytest.mark.behaviour
+# Long proofs of behaviour: `make behaviour` runs every test of behaviour against the running
+# lab; `make test` (side_effect) leaves these out (-m "behaviour and not long").
+long = pytest.mark.long

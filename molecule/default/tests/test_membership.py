@@ -12,7 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from conftest import LAB_INVENTORY, behaviour, lab_groups, run_playbook
+from conftest import LAB_INVENTORY, behaviour, lab_groups, long, run_playbook
 
 NODES = sorted(h for h, groups in lab_groups().items() if "rabbitmq" in groups)
 SEED, OTHER, LAST = NODES[0], NODES[1], NODES[-1]
@@ -44,6 +44,7 @@ def detach(node: str) -> None:
 
 
 @behaviour
+@long
 def test_a_reinstalled_seed_joins_through_a_running_member_and_data_is_never_reset():
     """The seed (first node of the group) comes back empty, as a reinstalled host would: the
     playbook must not need it, and must join it to the running cluster through another
@@ -83,6 +84,7 @@ def started_at(node: str) -> str:
 
 
 @behaviour
+@long
 def test_newer_configuration_restarts_those_nodes_one_at_a_time():
     # As if an earlier run had written the configuration of two nodes, then failed before it
     # could restart them: the next run must still restart exactly those, one at a time.

@@ -24,6 +24,7 @@ from conftest import (
     controller_api,
     lab_groups,
     lab_settings,
+    long,
     run_playbook,
 )
 
@@ -234,6 +235,7 @@ def node_uptime(node: str) -> int:
 
 
 @behaviour
+@long
 def test_an_upgrade_to_the_installed_versions_touches_nothing(tmp_path):
     extra = tmp_path / "upgrade.json"
     extra.write_text(json.dumps({"rabbitmq_server_version": installed_server_version()}))
@@ -247,6 +249,7 @@ def test_an_upgrade_to_the_installed_versions_touches_nothing(tmp_path):
 
 
 @behaviour
+@long
 def test_an_upgrade_that_cannot_install_stops_at_the_first_node_and_leaves_it_serving(tmp_path):
     # A later patch release of the installed minor: allowed by the version rules, absent from
     # the archive, so the package step fails on the first node after it was drained and stopped.
