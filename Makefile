@@ -93,7 +93,11 @@ test: lint unit secrets browser  ## Lint, fast tests, then the full molecule seq
 # `make lab` brought up (its inventory, as the operators' runs use it).
 behaviour: $(STAMP)  ## Every test of behaviour, long proofs included, against the running lab (~17 min)
 	@rm -f .verify/behaviour-all.xml
-	@cd molecule/default && PATH="$(CURDIR)/$(BIN):$$PATH" MOLECULE_PROJECT_DIRECTORY="$(CURDIR)" 	  ANSIBLE_CONFIG="$(CURDIR)/ansible.cfg" $(CURDIR)/$(BIN)/python -m pytest -v -p no:cacheprovider 	  --durations=15 -m behaviour --connection=ansible 	  --ansible-inventory="$(CURDIR)/inventory/lab/hosts.yml" 	  --junitxml="$(CURDIR)/.verify/behaviour-all.xml" tests
+	@cd molecule/default && PATH="$(CURDIR)/$(BIN):$$PATH" MOLECULE_PROJECT_DIRECTORY="$(CURDIR)" \
+	  ANSIBLE_CONFIG="$(CURDIR)/ansible.cfg" $(CURDIR)/$(BIN)/python -m pytest -v -p no:cacheprovider \
+	  --durations=15 -m behaviour --connection=ansible \
+	  --ansible-inventory="$(CURDIR)/inventory/lab/hosts.yml" \
+	  --junitxml="$(CURDIR)/.verify/behaviour-all.xml" tests
 
 chaos: $(STAMP)  ## Full fault run against the running lab (make lab first; ~15 min)
 	@$(BIN)/python lab/chaos.py

@@ -158,7 +158,7 @@ def pytest_configure(config):
     )
     config.addinivalue_line(
         "markers",
-        "long: a long proof of behaviour (membership, upgrades, every bad-input case): "
+        "long: a long proof of behaviour (membership, upgrades, most bad-input cases): "
         "`make behaviour` runs it against the running lab, `make test` leaves it out.",
     )
 
