@@ -91,7 +91,7 @@ test: lint unit secrets browser  ## Lint, fast tests, then the full molecule seq
 
 # The same tests of behaviour as side_effect, and the long proofs it leaves out, against the lab
 # `make lab` brought up (its inventory, as the operators' runs use it).
-behaviour: $(STAMP)  ## Every test of behaviour, long proofs included, against the running lab (~17 min)
+behaviour: $(STAMP)  ## Every test of behaviour, long proofs included, against the running lab (~12 min)
 	@rm -f .verify/behaviour-all.xml
 	@cd molecule/default && PATH="$(CURDIR)/$(BIN):$$PATH" MOLECULE_PROJECT_DIRECTORY="$(CURDIR)" \
 	  ANSIBLE_CONFIG="$(CURDIR)/ansible.cfg" $(CURDIR)/$(BIN)/python -m pytest -v -p no:cacheprovider \
