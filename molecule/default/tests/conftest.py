@@ -112,6 +112,18 @@ def controller_web_url(lab: dict, container: str, port: int) -> str:
     return web_url({**endpoint, "tls": web_tls(lab)["tls"]})
 
 
+def assert_whole_system_answers() -> None:
+    """After an operation: every node, every worker's ping, beat, Flower, every HAProxy backend
+    and one virtual IP answer again within 120 s (lab/chaos.py's probes, as the fault run's)."""
+    from chaos import Lab, wait_until  # lab/ is on sys.path (above)
+
+    lab = Lab.discover()
+    try:
+        wait_until("the whole system", lambda: not lab.unhealthy(), 120, every=2)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; failing: {', '.join(lab.unhealthy())}") from exc
+
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", re.MULTILINE)
 

@@ -12,7 +12,14 @@ import re
 import subprocess
 from pathlib import Path
 
-from conftest import LAB_INVENTORY, behaviour, lab_groups, long, run_playbook
+from conftest import (
+    LAB_INVENTORY,
+    assert_whole_system_answers,
+    behaviour,
+    lab_groups,
+    long,
+    run_playbook,
+)
 
 NODES = sorted(h for h, groups in lab_groups().items() if "rabbitmq" in groups)
 SEED, OTHER, LAST = NODES[0], NODES[1], NODES[-1]
@@ -75,6 +82,7 @@ def test_a_reinstalled_seed_joins_through_a_running_member_and_data_is_never_res
     # A second run changes nothing: the node is now skipped as a member.
     rc, out, changed = playbook(LAB_INVENTORY, "--limit", SEED)
     assert rc == 0 and changed.get(SEED) == 0, out[-3000:]
+    assert_whole_system_answers()
 
 
 def started_at(node: str) -> str:
@@ -108,3 +116,4 @@ def test_newer_configuration_restarts_those_nodes_one_at_a_time():
         docker_exec(SEED, "rabbitmqctl", "-q", "cluster_status", "--formatter", "json")
     )
     assert set(status["maintenance_status"].values()) == {"not under maintenance"}
+    assert_whole_system_answers()

@@ -20,6 +20,7 @@ import requests
 from conftest import (
     LAB_INVENTORY,
     PROJECT,
+    assert_whole_system_answers,
     behaviour,
     controller_api,
     lab_groups,
@@ -366,3 +367,5 @@ def test_no_password_reaches_a_process_list_while_passwords_rotate():
         if any(secret in line for secret in secrets)
     ]
     assert leaks == [], f"a password showed in the process list of {sorted(set(leaks))}"
+    # The workers, beat and Flower reconnected with the new passwords.
+    assert_whole_system_answers()

@@ -12,9 +12,9 @@ import time
 
 import pytest
 import requests
-from chaos import Lab, wait_until
 from conftest import (
     LAB_INVENTORY,
+    assert_whole_system_answers,
     behaviour,
     controller_api,
     controller_ca,
@@ -180,8 +180,4 @@ def test_renewal_is_a_re_run_that_serves_new_certificates():
         time.sleep(1)
         after = {lb: served_serial(lb) for lb in LBS}
     assert all(after[lb] != before[lb] for lb in LBS), (before, after)
-    lab = Lab.discover()
-    try:
-        wait_until("the whole system", lambda: not lab.unhealthy(), 120, every=2)
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}; failing: {', '.join(lab.unhealthy())}") from exc
+    assert_whole_system_answers()

@@ -14,8 +14,15 @@ import subprocess
 from pathlib import PurePosixPath
 
 import yaml
-from chaos import Lab, wait_until
-from conftest import LAB_INVENTORY, PROJECT, behaviour, lab_groups, lab_settings, run_playbook
+from conftest import (
+    LAB_INVENTORY,
+    PROJECT,
+    assert_whole_system_answers,
+    behaviour,
+    lab_groups,
+    lab_settings,
+    run_playbook,
+)
 
 WORKERS = sorted(h for h, groups in lab_groups().items() if "celery_workers" in groups)
 WRITE_UNIT = "celery_worker : Write the worker unit"
@@ -40,15 +47,6 @@ def task_blocks(output: str) -> list[tuple[str, str]]:
 
 def hosts_with(status: str, body: str) -> list[str]:
     return sorted(re.findall(rf"^{status}: \[([^\]]+)\]", body, re.MULTILINE))
-
-
-def assert_whole_system_answers() -> None:
-    """Every node, every worker's ping, beat, Flower, every HAProxy backend, one virtual IP."""
-    lab = Lab.discover()
-    try:
-        wait_until("the whole system", lambda: not lab.unhealthy(), 120, every=2)
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}; failing: {', '.join(lab.unhealthy())}") from exc
 
 
 def assert_rolled_out_one_host_at_a_time(output: str) -> None:
