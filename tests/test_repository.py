@@ -176,3 +176,24 @@ def test_the_service_sandboxing_is_the_same_for_every_python_service():
         for role in ("celery_worker", "flower")
     }
     assert copies["celery_worker"] == copies["flower"]
+
+
+def test_every_play_that_gathers_facts_gathers_the_same_few():
+    """The facts are read for every task on every host: plays gather the network subset (and
+    the minimal one, always there), not the hardware facts nothing reads. One subset for all,
+    so that whichever play gathers first, every later one finds the facts it expects."""
+    gathering = {}
+    for path in sorted((ROOT / "playbooks").rglob("*.yml")):
+        for play in load(path) or []:
+            if any(key.endswith("import_playbook") for key in play):
+                continue
+            if play.get("gather_facts", True):
+                gathering[f"{path.relative_to(ROOT)}: {play['name']}"] = play.get("gather_subset")
+    assert gathering, "no play gathers facts"
+    # A play after the first of its file finds the facts of the first (gathering = smart).
+    firsts = {name: subset for name, subset in gathering.items() if subset is not None}
+    assert set(map(tuple, firsts.values())) == {("network",)}, firsts
+    for path in {name.split(":")[0] for name in gathering}:
+        plays = [p for p in load(ROOT / path) if not any(k.endswith("import_playbook") for k in p)]
+        first = next(p for p in plays if p.get("gather_facts", True))
+        assert first.get("gather_subset") == ["network"], f"{path}: {first['name']}"

@@ -4,9 +4,12 @@ which the preflight runs before any host changes."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
@@ -59,10 +62,32 @@ def test_garbage_is_refused_not_passed():
 
 
 def test_installed_versions_read_as_a_pin_names_them():
-    package_version = versions.rabbitmq_package_version
-    assert package_version([{"name": "rabbitmq-server", "version": "4.0.5-1"}]) == "4.0.5-1"
-    assert package_version([{"version": "4.0.5", "release": "1.el9"}]) == "4.0.5-1.el9"
-    assert (
-        package_version([{"version": "1:27.3.4.1+dfsg-1", "release": None}]) == "1:27.3.4.1+dfsg-1"
+    installed = versions.rabbitmq_installed_versions
+    # dpkg-query's "${Package} ${db:Status-Abbrev} ${Version}" (the state is three characters).
+    assert installed("rabbitmq-server hi  4.0.5-1\nerlang-base ii  1:27.3.4.1+dfsg-1\n") == {
+        "rabbitmq-server": "4.0.5-1",
+        "erlang-base": "1:27.3.4.1+dfsg-1",
+    }
+    # Removed with its configuration left, or known and never installed: not installed.
+    assert installed("rabbitmq-server rc  4.0.5-1\nerlang-base un  \n") == {}
+    # rpm's query: version and release joined; a missing package is a sentence, not a line.
+    assert installed("rabbitmq-server ii 4.0.5-1.el9\npackage erlang is not installed\n") == {
+        "rabbitmq-server": "4.0.5-1.el9"
+    }
+    assert installed("") == {}
+    assert installed(None) == {}
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="no dpkg on this controller")
+def test_the_roles_dpkg_query_is_read_as_installed():
+    """The role's own query (vars/main.yml) against this controller's package database."""
+    argv = yaml.safe_load((ROOT / "roles/rabbitmq/vars/main.yml").read_text())[
+        "_rabbitmq_version_query"
+    ]["Debian"]
+    out = subprocess.run(  # noqa: S603 (the role's own argv, and two fixed names)
+        [*argv, "dpkg", "surely-no-such-package"], capture_output=True, text=True, check=False
     )
-    assert package_version([]) == ""
+    assert out.returncode == 1  # one package missing: the task accepts 0, 1 and 2
+    found = versions.rabbitmq_installed_versions(out.stdout)
+    assert list(found) == ["dpkg"]
+    assert found["dpkg"][0].isdigit()

@@ -72,15 +72,21 @@ def rabbitmq_erlang_refusal(installed: str, wanted: str) -> str:
     return ""
 
 
-def rabbitmq_package_version(entries) -> str:
-    """The installed version of a package as package_facts reports it (a list of entries): apt's
-    whole version ("4.0.5-1"), or rpm's version and release joined ("4.0.5-1.el9"); "" when
-    the package is not installed."""
-    if not entries:
-        return ""
-    entry = entries[0]
-    version, release = str(entry.get("version", "")), str(entry.get("release") or "")
-    return f"{version}-{release}" if release else version
+def rabbitmq_installed_versions(query: str) -> dict[str, str]:
+    """The installed packages of one query (tasks/installed_versions.yml) as {name: version}.
+
+    Each line is "<name> <state> <version>": dpkg-query's two-letter state (``ii`` installed,
+    ``hi`` installed and held; ``rc``, ``un`` and the rest are not installed), or the ``ii``
+    the rpm query writes for every installed package. apt's version is whole (``1:27.3-1``),
+    rpm's is version and release joined (``4.0.5-1.el9``): as a pin names them. A package the
+    query does not list (rpm: "package erlang is not installed") is not in the result.
+    """
+    installed = {}
+    for line in str(query or "").splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[1] in ("ii", "hi"):
+            installed[fields[0]] = fields[2]
+    return installed
 
 
 class FilterModule:
@@ -90,5 +96,5 @@ class FilterModule:
         return {
             "rabbitmq_upgrade_refusal": rabbitmq_upgrade_refusal,
             "rabbitmq_erlang_refusal": rabbitmq_erlang_refusal,
-            "rabbitmq_package_version": rabbitmq_package_version,
+            "rabbitmq_installed_versions": rabbitmq_installed_versions,
         }
