@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import process_lists
 import requests
 from amqp.exceptions import AccessRefused
 from inventory_vars import client_port, settings, web_tls
@@ -120,6 +121,7 @@ class Lab:
     client: str
     beat: str
     flower: str
+    hosts: list[str]
     conf: dict
 
     @classmethod
@@ -138,6 +140,7 @@ class Lab:
             client=beat,
             beat=beat,
             flower=members["flower"][0],
+            hosts=sorted(groups),
             conf=settings(),
         )
 
@@ -521,10 +524,20 @@ class Chaos:
             capture_output=True,
         )
         new = settings()
-        returncode, _ = playbook("playbooks/ops/rotate_passwords.yml")
+        # Every host's process list watched while the playbook runs: no old or new password
+        # may show on any command line (issue 10 ran this proof on its own; here it costs no
+        # second rotation).
+        samplers = process_lists.start(self.lab.hosts)
+        try:
+            returncode, _ = playbook("playbooks/ops/rotate_passwords.yml")
+        finally:
+            leaks = process_lists.problems(
+                samplers, {conf[name] for conf in (old, new) for name in PASSWORDS.values()}
+            )
         fault.note = f"rotation playbook exit {returncode} in {time.time() - fault.t_start:.0f} s"
         if returncode != 0:
             fault.unhealthy_after.append("password rotation playbook failed")
+        fault.unhealthy_after += leaks
         for user_setting, secret in PASSWORDS.items():
             user = new[user_setting]
             if not self.lab.authenticates(user, new[secret]):

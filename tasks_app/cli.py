@@ -4,6 +4,7 @@ Every command prints key=value lines (for scripts and Ansible) and exits non-zer
 
     submit TASK [ARGS...]   send one task (ARGS parsed as JSON when possible) and print its result
     ping                    list the workers that answer; exit 1 if fewer than --expect answered
+                            (with --expect, it returns as soon as that many answered)
     roundtrip               send N add(i, i) tasks, check every result is 2*i, report throughput
     canvas                  run a chain, a group and chunks and check their results
     stream                  send record() tasks at a steady rate, print every send and result
@@ -192,7 +193,10 @@ def cmd_submit(app: Celery, args: argparse.Namespace) -> int:
 
 
 def cmd_ping(app: Celery, args: argparse.Namespace) -> int:
-    replies = app.control.ping(timeout=args.timeout) or []
+    # With --expect N the broadcast stops collecting at the Nth reply: a health probe returns as
+    # soon as its answer is known instead of after the whole --timeout. Without it, every
+    # worker that answers within --timeout is listed.
+    replies = app.control.ping(timeout=args.timeout, limit=args.expect) or []
     workers = {}
     for reply in replies:
         workers.update(reply)
@@ -200,8 +204,9 @@ def cmd_ping(app: Celery, args: argparse.Namespace) -> int:
         answer = workers[hostname]
         text = answer.get("ok", answer) if isinstance(answer, dict) else answer
         print(f"worker={hostname} reply={text}")
-    ok = len(workers) >= args.expect
-    print(f"workers={len(workers)} expected={args.expect} status={'ok' if ok else 'failed'}")
+    expect = args.expect or 1
+    ok = len(workers) >= expect
+    print(f"workers={len(workers)} expected={expect} status={'ok' if ok else 'failed'}")
     return 0 if ok else 1
 
 
@@ -286,7 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.set_defaults(func=cmd_submit)
 
     ping = commands.add_parser("ping", help="ping the workers")
-    ping.add_argument("--expect", type=int, default=1, help="fail if fewer workers answer")
+    ping.add_argument(
+        "--expect",
+        type=int,
+        default=None,
+        help="fail if fewer workers answer (default 1); stop waiting once this many answered",
+    )
     ping.add_argument("--timeout", type=float, default=5.0)
     ping.set_defaults(func=cmd_ping)
 

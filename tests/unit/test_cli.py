@@ -3,6 +3,7 @@
 import argparse
 
 import pytest
+from kombu import pidbox
 from kombu.exceptions import OperationalError
 
 from tasks_app import app, cli
@@ -191,13 +192,34 @@ def test_canvas_mismatch_fails(monkeypatch, capsys):
 
 def test_ping_counts_the_workers(monkeypatch, capsys):
     replies = [{"celery@w1": {"ok": "pong"}}, {"celery@w2": {"ok": "pong"}}]
-    monkeypatch.setattr(app.control, "ping", lambda timeout: replies)
+    limits = []
+    monkeypatch.setattr(app.control, "ping", lambda timeout, limit: limits.append(limit) or replies)
     assert cli.cmd_ping(app, build_parser().parse_args(["ping", "--expect", "2"])) == 0
     assert cli.cmd_ping(app, build_parser().parse_args(["ping", "--expect", "3"])) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "worker=celery@w1 reply=pong"
     assert out[2] == "workers=2 expected=2 status=ok"
     assert out[-1] == "workers=2 expected=3 status=failed"
+    # --expect stops the broadcast at that many replies; without it every reply is awaited.
+    assert cli.cmd_ping(app, build_parser().parse_args(["ping"])) == 0
+    assert limits == [2, 3, None]
+
+
+def test_ping_stops_collecting_at_the_expected_replies(monkeypatch):
+    """Against kombu's own mailbox: the limit reaches the reply collector, which stops there."""
+    seen = {}
+
+    def collect(self, ticket, limit=None, timeout=1, callback=None, channel=None, accept=None):
+        seen.update(limit=limit, timeout=timeout)
+        return [{"celery@w1": {"ok": "pong"}}]
+
+    monkeypatch.setattr(pidbox.Mailbox, "_collect", collect)
+    monkeypatch.setattr(pidbox.Mailbox, "_publish", lambda self, *a, **k: None)
+    args = build_parser().parse_args(["ping", "--expect", "1", "--timeout", "4"])
+    with app.connection_for_write("memory://") as connection:
+        monkeypatch.setattr(app, "connection_or_acquire", lambda conn=None: connection)
+        assert cli.cmd_ping(app, args) == 0
+    assert seen == {"limit": 1, "timeout": 4.0}
 
 
 def test_main_points_the_app_at_broker(monkeypatch):
