@@ -12,14 +12,13 @@ import subprocess
 from collections.abc import Iterable
 
 # Runs inside a host: every 20 ms, every process's full command line (what `ps -eo args`
-# shows), kept once each, until the controller closes its standard input; then prints them.
-# One process per host, instead of one `docker exec ps` per sample, which cost the controller's
-# two cores more than the rotation it watched.
+# shows), kept once each, until the controller closes its standard input; then one last sweep,
+# and it prints them. One process per host, instead of one `docker exec ps` per sample, which
+# cost the controller's two cores more than the rotation it watched.
 SAMPLER = """
 import json, os, select, sys
 seen, sweeps = set(), 0
-while not select.select([sys.stdin], [], [], 0.02)[0]:
-    sweeps += 1
+def sweep():
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
@@ -27,6 +26,12 @@ while not select.select([sys.stdin], [], [], 0.02)[0]:
                     seen.add(f.read().replace(b"\\0", b" ").decode(errors="replace").strip())
             except OSError:
                 pass
+while True:
+    sweep()
+    sweeps += 1
+    if select.select([sys.stdin], [], [], 0.02)[0]:
+        break
+sweep()
 print(json.dumps({"sweeps": sweeps, "lines": sorted(seen)}))
 """
 
