@@ -121,7 +121,6 @@ class Lab:
     client: str
     beat: str
     flower: str
-    hosts: list[str]
     conf: dict
 
     @classmethod
@@ -140,9 +139,13 @@ class Lab:
             client=beat,
             beat=beat,
             flower=members["flower"][0],
-            hosts=sorted(groups),
             conf=settings(),
         )
+
+    @property
+    def hosts(self) -> list[str]:
+        """Every host of the lab."""
+        return sorted({*self.nodes, *self.lbs, *self.workers, self.client, self.beat, self.flower})
 
     # Where the celery_worker role put things (role defaults, or the lab's group_vars).
     @property
