@@ -3,8 +3,8 @@
 Every command prints key=value lines (for scripts and Ansible) and exits non-zero on failure:
 
     submit TASK [ARGS...]   send one task (ARGS parsed as JSON when possible) and print its result
-    ping                    list the workers that answer; exit 1 if fewer than --expect answered
-                            (with --expect, it returns as soon as that many answered)
+    ping                    list the workers that answer; exit 1 if fewer than --expect answered,
+                            or one of --destination did not (returns at the last awaited reply)
     roundtrip               send N add(i, i) tasks, check every result is 2*i, report throughput
     canvas                  run a chain, a group and chunks and check their results
     stream                  send record() tasks at a steady rate, print every send and result
@@ -193,10 +193,18 @@ def cmd_submit(app: Celery, args: argparse.Namespace) -> int:
 
 
 def cmd_ping(app: Celery, args: argparse.Namespace) -> int:
-    # With --expect N the broadcast stops collecting at the Nth reply: a health probe returns as
-    # soon as its answer is known instead of after the whole --timeout. Without it, every
+    # Each answer ends the wait early: with --destination, the broadcast goes to those workers
+    # only and stops at the last one's reply (kombu sets the reply limit to their number); with
+    # --expect N alone, it stops at the Nth reply, from whichever workers. Without either, every
     # worker that answers within --timeout is listed.
-    replies = app.control.ping(timeout=args.timeout, limit=args.expect) or []
+    destination = [name for names in args.destination or [] for name in names.split(",") if name]
+    if destination:
+        replies = app.control.ping(destination=destination, timeout=args.timeout) or []
+        expect = len(destination) if args.expect is None else args.expect
+    else:
+        limit = args.expect or None
+        replies = app.control.ping(timeout=args.timeout, limit=limit) or []
+        expect = 1 if args.expect is None else args.expect
     workers = {}
     for reply in replies:
         workers.update(reply)
@@ -204,9 +212,11 @@ def cmd_ping(app: Celery, args: argparse.Namespace) -> int:
         answer = workers[hostname]
         text = answer.get("ok", answer) if isinstance(answer, dict) else answer
         print(f"worker={hostname} reply={text}")
-    expect = args.expect or 1
-    ok = len(workers) >= expect
+    missing = sorted(set(destination) - set(workers))
+    ok = len(workers) >= expect and not missing
     print(f"workers={len(workers)} expected={expect} status={'ok' if ok else 'failed'}")
+    for name in missing:
+        print(f"missing={name}")
     return 0 if ok else 1
 
 
@@ -295,7 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--expect",
         type=int,
         default=None,
-        help="fail if fewer workers answer (default 1); stop waiting once this many answered",
+        help="fail if fewer workers answer (default 1, or every --destination); "
+        "stop waiting once this many answered",
+    )
+    ping.add_argument(
+        "-d",
+        "--destination",
+        action="append",
+        help="ping only these workers (node names, comma-separated or repeated); "
+        "fail if any of them does not answer",
     )
     ping.add_argument("--timeout", type=float, default=5.0)
     ping.set_defaults(func=cmd_ping)

@@ -202,7 +202,31 @@ def test_ping_counts_the_workers(monkeypatch, capsys):
     assert out[-1] == "workers=2 expected=3 status=failed"
     # --expect stops the broadcast at that many replies; without it every reply is awaited.
     assert cli.cmd_ping(app, build_parser().parse_args(["ping"])) == 0
-    assert limits == [2, 3, None]
+    assert cli.cmd_ping(app, build_parser().parse_args(["ping", "--expect", "0"])) == 0
+    assert limits == [2, 3, None, None]
+
+
+def test_ping_to_destinations_names_the_one_missing(monkeypatch, capsys):
+    """--destination: only those workers are asked (kombu waits for exactly their replies), and
+    one that does not answer fails the ping even when another worker answered instead."""
+    seen = []
+
+    def ping(destination, timeout):
+        seen.append(destination)
+        return [{"celery@w2": {"ok": "pong"}}]
+
+    monkeypatch.setattr(app.control, "ping", ping)
+    args = build_parser().parse_args(["ping", "-d", "celery@w1,celery@w2"])
+    assert cli.cmd_ping(app, args) == 1
+    assert seen == [["celery@w1", "celery@w2"]]
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "worker=celery@w2 reply=pong",
+        "workers=1 expected=2 status=failed",
+        "missing=celery@w1",
+    ]
+    args = build_parser().parse_args(["ping", "-d", "celery@w2"])
+    assert cli.cmd_ping(app, args) == 0
 
 
 def test_ping_stops_collecting_at_the_expected_replies(monkeypatch):

@@ -109,6 +109,8 @@ def test_the_status_report_says_healthy_then_names_a_stopped_node(tmp_path):
         assert rc != 0, output[-4000:]
         assert f"{LAST}: not running" in output, output[-4000:]
         assert "UNHEALTHY" in output
+        # The CLI only for the stopped node: the two others answered through their API.
+        assert hosts_of(output, "rabbitmq : Read this node's status") == [LAST], output[-4000:]
     finally:
         docker_exec(LAST, "systemctl", "start", "rabbitmq-server")
         wait_for_running(LAST)
