@@ -13,7 +13,7 @@ SCENARIO ?= default
 # (A separate assignment, so that a failed image build stops the recipe under `set -e`.)
 MOLECULE = LAB_IMAGE=$$(lab/image/build.sh); export LAB_IMAGE; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule
 
-.PHONY: help venv browser image secrets lab lab-report lab-down lint unit docs test behaviour chaos chaos-short ops-drill
+.PHONY: help venv browser image secrets lab lab-report lab-down lint unit docs test behaviour chaos chaos-short ops-drill bench-noop
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -107,3 +107,6 @@ chaos-short: $(STAMP)  ## The short fault run that make test includes (~6 min)
 
 ops-drill: $(STAMP)  ## The operations playbooks while tasks flow, against the running lab (~11 min)
 	@$(BIN)/python lab/chaos.py --ops
+
+bench-noop: $(STAMP)  ## site.yml again on the running lab, 3 times: median <= 60 s, changed=0 (~3 min)
+	@$(BIN)/python lab/bench_noop.py
