@@ -14,37 +14,22 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-from inventory_vars import INVENTORY, ROOT
+from chaos import playbook
 
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)", re.MULTILINE)
 
 
 def converge() -> tuple[float, int, dict[str, int], str]:
-    """One `site.yml` on the lab: seconds, exit code, changed per host, and the output's tail."""
-    env = {k: v for k, v in os.environ.items() if k not in ("ANSIBLE_FORCE_COLOR", "PY_COLORS")}
-    env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    """One `site.yml` on the lab, as the fault run starts its playbooks (ansible.cfg's strategy
+    and inventory): seconds, exit code, changed per host, and the output's tail."""
     started = time.monotonic()
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(INVENTORY / "hosts.yml"),
-            str(ROOT / "site.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=1800,
-    )
+    returncode, output = playbook("site.yml")
     seconds = time.monotonic() - started
-    changed = {host: int(count) for host, _, count in RECAP.findall(proc.stdout)}
-    return seconds, proc.returncode, changed, (proc.stdout + proc.stderr)[-3000:]
+    changed = {host: int(count) for host, _, count in RECAP.findall(output)}
+    return seconds, returncode, changed, output[-3000:]
 
 
 def main() -> int:
