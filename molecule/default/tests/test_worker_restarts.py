@@ -92,8 +92,8 @@ def main_pid(host: str) -> str:
 @behaviour
 def test_a_restart_mark_left_by_a_stopped_run_is_honoured_by_the_next_run():
     """As if a run had rewritten a worker's settings, then stopped before restarting it: the
-    mark on that host makes the next run restart exactly that worker, then removes the mark.
-    The other host, with nothing changed, is not restarted."""
+    mark on that host makes the next run restart exactly that worker, wait for its ping, then
+    remove the mark. The other host, with nothing changed, is neither restarted nor waited for."""
     marked, other = WORKERS[-1], WORKERS[0]
     mark = f"{lab_settings()['celery_worker_state_dir']}/{MARK_NAME}"
     before = {host: main_pid(host) for host in WORKERS}
@@ -108,6 +108,14 @@ def test_a_restart_mark_left_by_a_stopped_run_is_honoured_by_the_next_run():
         for host in hosts_with("changed", body)
     ]
     assert restarted == [marked], (restarted, output[-3000:])
+    # The rolling restart waits for the worker it restarted, not for one it left running.
+    pinged = [
+        host
+        for name, body in task_blocks(output)
+        if name == PING
+        for host in hosts_with("ok", body)
+    ]
+    assert pinged == [marked], (pinged, output[-3000:])
     after = {host: main_pid(host) for host in WORKERS}
     assert after[marked] != before[marked] and after[other] == before[other], (before, after)
     gone = subprocess.run(["docker", "exec", marked, "test", "-e", mark], check=False)
