@@ -114,3 +114,11 @@ def test_a_user_given_no_permissions_keeps_what_it_has():
     has = [{"user": "reports", "vhost": "reports", **FULL}]
     ok = [{"item": bare[0], "status": 401, "json": {"reason": "Not management user"}}]
     assert plan(bare, existing, has, ok) == []
+
+
+def test_the_permission_path_escapes_both_names_as_path_segments():
+    path = users_mod.rabbitmq_api_permission_path
+    # The default vhost is "/": one segment, not two.
+    assert path("/", "operator") == "permissions/%2F/operator"
+    assert path("celery", "celery") == "permissions/celery/celery"
+    assert path("a b/c?d", "x#y") == "permissions/a%20b%2Fc%3Fd/x%23y"

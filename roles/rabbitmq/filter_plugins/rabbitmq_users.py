@@ -24,6 +24,7 @@ import base64
 import hashlib
 import os
 from typing import Any
+from urllib.parse import quote
 
 PERMISSION_KINDS = ("configure", "write", "read")
 
@@ -125,6 +126,12 @@ def rabbitmq_users_definitions(plan: list[dict], users: list[dict]) -> dict:
     }
 
 
+def rabbitmq_api_permission_path(vhost: str, user: str) -> str:
+    """The management API's path of one user's permissions on one vhost: both names are path
+    segments, so every reserved character is escaped, "/" (the default vhost) included."""
+    return f"permissions/{quote(vhost, safe='')}/{quote(user, safe='')}"
+
+
 class FilterModule:
     """Ansible filters of the rabbitmq role: what to change for the users."""
 
@@ -132,4 +139,5 @@ class FilterModule:
         return {
             "rabbitmq_users_plan": rabbitmq_users_plan,
             "rabbitmq_users_definitions": rabbitmq_users_definitions,
+            "rabbitmq_api_permission_path": rabbitmq_api_permission_path,
         }
