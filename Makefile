@@ -108,5 +108,6 @@ chaos-short: $(STAMP)  ## The short fault run that make test includes (~6 min)
 ops-drill: $(STAMP)  ## The operations playbooks while tasks flow, against the running lab (~11 min)
 	@$(BIN)/python lab/chaos.py --ops
 
+# AGAINST=<git revision>: that revision's site.yml timed too, the two taking turns on the same lab.
 bench-noop: $(STAMP)  ## site.yml again on the running lab, 3 times: median <= 60 s, changed=0 (~3 min)
-	@$(BIN)/python lab/bench_noop.py
+	@$(BIN)/python lab/bench_noop.py $(if $(AGAINST),--against $(AGAINST))

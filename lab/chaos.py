@@ -78,18 +78,19 @@ def dexec(host: str, *args: str, user: str | None = None, timeout: float = 60, c
     return run("docker", "exec", *user_args, host, *args, timeout=timeout, check=check)
 
 
-def playbook(path: str, *args: str) -> tuple[int, str]:
+def playbook(path: str, *args: str, root: Path = ROOT) -> tuple[int, str]:
     """Run one of the project's playbooks against the lab, as an operator would: its exit
-    status and output (printed when it fails)."""
+    status and output (printed when it fails). ``root``: another checkout of the project
+    (lab/bench_noop.py --against), run with its own ansible.cfg."""
     # ansible.cfg decides the strategy (Mitogen), whatever ANSIBLE_STRATEGY the caller exported.
     dropped = ("ANSIBLE_FORCE_COLOR", "PY_COLORS", "ANSIBLE_STRATEGY")
     env = {k: v for k, v in os.environ.items() if k not in dropped}
-    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    env["ANSIBLE_CONFIG"] = str(root / "ansible.cfg")
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), str(ROOT / path), *args],
+        [str(Path(sys.executable).parent / "ansible-playbook"), str(root / path), *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=root,
         env=env,
         timeout=1200,
         check=False,
