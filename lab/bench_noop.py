@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,22 +51,31 @@ def converge(root: Path = ROOT) -> tuple[float, int, dict[str, int], str]:
 
 @contextlib.contextmanager
 def worktree(revision: str) -> Iterator[Path]:
-    """REV checked out in a temporary git worktree sharing this checkout's `.cache`."""
+    """REV checked out in a temporary git worktree sharing this checkout's `.cache`; removed
+    afterwards, also when the checkout fails (git's own message is raised)."""
     path = Path(tempfile.mkdtemp(prefix="bench-noop-"))
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), revision],
-        check=True,
-        capture_output=True,
-    )
     try:
+        added = subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), revision],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if added.returncode != 0:
+            raise SystemExit(f"[bench-noop] cannot check out {revision}: {added.stderr.strip()}")
         (path / ".cache").symlink_to(ROOT / ".cache")
         yield path
     finally:
-        subprocess.run(
+        removed = subprocess.run(
             ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
-            check=False,
             capture_output=True,
+            text=True,
+            check=False,
         )
+        shutil.rmtree(path, ignore_errors=True)
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=False)
+        if removed.returncode != 0 and "is not a working tree" not in removed.stderr:
+            print(f"[bench-noop] warning: git worktree remove: {removed.stderr.strip()}")
 
 
 def describe(label: str, seconds: float, returncode: int, changed: dict[str, int]) -> str:
@@ -95,7 +105,9 @@ def main() -> int:
         for run in range(1, args.runs + 1):
             if other is not None:
                 seconds, returncode, changed, _ = converge(other)
-                other_times.append(seconds)
+                # A failed run of the other revision is shown, not counted: its time says nothing.
+                if returncode == 0 and changed:
+                    other_times.append(seconds)
                 print("  " + describe(f"run {run} {args.against}", seconds, returncode, changed))
             seconds, returncode, changed, tail = converge()
             times.append(seconds)
@@ -106,6 +118,8 @@ def main() -> int:
             elif sum(changed.values()):
                 problems.append(f"run {run} changed something: {changed}")
     median = statistics.median(times)
+    if args.against and not other_times:
+        print(f"[bench-noop] {args.against}: no run succeeded, nothing to compare")
     if other_times:
         other_median = statistics.median(other_times)
         print(

@@ -28,6 +28,7 @@ WORKERS = sorted(h for h, groups in lab_groups().items() if "celery_workers" in 
 WRITE_UNIT = "celery_worker : Write the worker unit"
 RESTART = "celery_worker : Restart the worker (its settings, unit or virtualenv changed)"
 PING = "celery_worker : Wait until the worker answers a ping through the broker"
+RELOAD = "celery_worker : Reload systemd and restart the worker (its unit changed on disk)"
 # The worker's restart mark, named where the role names it.
 MARK_NAME = PurePosixPath(
     yaml.safe_load((PROJECT / "roles/celery_worker/vars/main.yml").read_text())[
@@ -120,4 +121,53 @@ def test_a_restart_mark_left_by_a_stopped_run_is_honoured_by_the_next_run():
     assert after[marked] != before[marked] and after[other] == before[other], (before, after)
     gone = subprocess.run(["docker", "exec", marked, "test", "-e", mark], check=False)
     assert gone.returncode == 1, "the mark is still there after the restart"
+    assert_whole_system_answers()
+
+
+@behaviour
+def test_a_unit_changed_on_disk_without_a_mark_is_reloaded_and_restarted():
+    """As if a run had rewritten a worker's unit, then stopped before its handlers left the
+    mark: systemd reports the unit as changed on disk (NeedDaemonReload), and the next run
+    reloads systemd, restarts exactly that worker and waits for its ping. The other host, with
+    nothing changed, is neither restarted nor waited for."""
+    changed_host, other = WORKERS[-1], WORKERS[0]
+    unit = "/etc/systemd/system/celery-worker.service"
+    before = {host: main_pid(host) for host in WORKERS}
+    # A new modification time is a change of the unit to systemd (its content is the role's).
+    subprocess.run(["docker", "exec", changed_host, "touch", "-d", "+1 minute", unit], check=True)
+    rc, output, changed = run_playbook(LAB_INVENTORY, "playbooks/celery.yml")
+    assert rc == 0, output[-4000:]
+    assert changed[other] == 0, changed
+    reloaded = [
+        host
+        for name, body in task_blocks(output)
+        if name == RELOAD
+        for host in hosts_with("changed", body)
+    ]
+    pinged = [
+        host
+        for name, body in task_blocks(output)
+        if name == PING
+        for host in hosts_with("ok", body)
+    ]
+    assert (reloaded, pinged) == ([changed_host], [changed_host]), output[-3000:]
+    after = {host: main_pid(host) for host in WORKERS}
+    assert after[changed_host] != before[changed_host] and after[other] == before[other]
+    need = subprocess.run(
+        [
+            "docker",
+            "exec",
+            changed_host,
+            "systemctl",
+            "show",
+            "-p",
+            "NeedDaemonReload",
+            "--value",
+            "celery-worker",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert need == "no", need
     assert_whole_system_answers()
