@@ -50,6 +50,16 @@ def hosts_with(status: str, body: str) -> list[str]:
     return sorted(re.findall(rf"^{status}: \[([^\]]+)\]", body, re.MULTILINE))
 
 
+def hosts_of(output: str, task: str, status: str) -> list[str]:
+    """The hosts a task of the run reported with ``status`` ("ok", "changed"), in run order."""
+    return [
+        host
+        for name, body in task_blocks(output)
+        if name == task
+        for host in hosts_with(status, body)
+    ]
+
+
 def assert_rolled_out_one_host_at_a_time(output: str) -> None:
     blocks = task_blocks(output)
     # The unit is written on every host in one task: the deploy play runs them together.
@@ -102,20 +112,10 @@ def test_a_restart_mark_left_by_a_stopped_run_is_honoured_by_the_next_run():
     rc, output, changed = run_playbook(LAB_INVENTORY, "playbooks/celery.yml")
     assert rc == 0, output[-4000:]
     assert changed[other] == 0, changed
-    restarted = [
-        host
-        for name, body in task_blocks(output)
-        if name == RESTART
-        for host in hosts_with("changed", body)
-    ]
+    restarted = hosts_of(output, RESTART, "changed")
     assert restarted == [marked], (restarted, output[-3000:])
     # The rolling restart waits for the worker it restarted, not for one it left running.
-    pinged = [
-        host
-        for name, body in task_blocks(output)
-        if name == PING
-        for host in hosts_with("ok", body)
-    ]
+    pinged = hosts_of(output, PING, "ok")
     assert pinged == [marked], (pinged, output[-3000:])
     after = {host: main_pid(host) for host in WORKERS}
     assert after[marked] != before[marked] and after[other] == before[other], (before, after)
@@ -138,18 +138,8 @@ def test_a_unit_changed_on_disk_without_a_mark_is_reloaded_and_restarted():
     rc, output, changed = run_playbook(LAB_INVENTORY, "playbooks/celery.yml")
     assert rc == 0, output[-4000:]
     assert changed[other] == 0, changed
-    reloaded = [
-        host
-        for name, body in task_blocks(output)
-        if name == RELOAD
-        for host in hosts_with("changed", body)
-    ]
-    pinged = [
-        host
-        for name, body in task_blocks(output)
-        if name == PING
-        for host in hosts_with("ok", body)
-    ]
+    reloaded = hosts_of(output, RELOAD, "changed")
+    pinged = hosts_of(output, PING, "ok")
     assert (reloaded, pinged) == ([changed_host], [changed_host]), output[-3000:]
     after = {host: main_pid(host) for host in WORKERS}
     assert after[changed_host] != before[changed_host] and after[other] == before[other]
