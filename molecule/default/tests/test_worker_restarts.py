@@ -13,6 +13,7 @@ import re
 import subprocess
 from pathlib import PurePosixPath
 
+import pytest
 import yaml
 from conftest import (
     LAB_INVENTORY,
@@ -25,10 +26,11 @@ from conftest import (
 )
 
 WORKERS = sorted(h for h, groups in lab_groups().items() if "celery_workers" in groups)
+BEAT_HOST = next(h for h, groups in sorted(lab_groups().items()) if "celery_beat" in groups)
 WRITE_UNIT = "celery_worker : Write the worker unit"
 RESTART = "celery_worker : Restart the worker (its settings, unit or virtualenv changed)"
+RESTART_BEAT = "celery_worker : Restart beat (its settings, unit or virtualenv changed)"
 PING = "celery_worker : Wait until the worker answers a ping through the broker"
-RELOAD = "celery_worker : Reload systemd and restart the worker (its unit changed on disk)"
 # The worker's restart mark, named where the role names it.
 MARK_NAME = PurePosixPath(
     yaml.safe_load((PROJECT / "roles/celery_worker/vars/main.yml").read_text())[
@@ -91,13 +93,17 @@ def test_a_changed_setting_restarts_the_workers_one_at_a_time():
     assert_whole_system_answers()
 
 
-def main_pid(host: str) -> str:
+def unit_property(host: str, prop: str, unit: str = "celery-worker") -> str:
     return subprocess.run(
-        ["docker", "exec", host, "systemctl", "show", "-p", "MainPID", "--value", "celery-worker"],
+        ["docker", "exec", host, "systemctl", "show", "-p", prop, "--value", unit],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
+
+
+def main_pid(host: str) -> str:
+    return unit_property(host, "MainPID")
 
 
 @behaviour
@@ -125,39 +131,30 @@ def test_a_restart_mark_left_by_a_stopped_run_is_honoured_by_the_next_run():
 
 
 @behaviour
-def test_a_unit_changed_on_disk_without_a_mark_is_reloaded_and_restarted():
-    """As if a run had rewritten a worker's unit, then stopped before its handlers left the
-    mark: systemd reports the unit as changed on disk (NeedDaemonReload), and the next run
-    reloads systemd, restarts exactly that worker and waits for its ping. The other host, with
-    nothing changed, is neither restarted nor waited for."""
-    changed_host, other = WORKERS[-1], WORKERS[0]
-    unit = "/etc/systemd/system/celery-worker.service"
-    before = {host: main_pid(host) for host in WORKERS}
+@pytest.mark.parametrize("unit", ["celery-worker", "celery-beat"])
+def test_a_unit_changed_on_disk_without_a_mark_is_reloaded_and_restarted(unit):
+    """As if a run had rewritten a unit (the worker's, or beat's), then stopped before its
+    handlers left the mark: systemd reports the unit as changed on disk (NeedDaemonReload), and
+    the next run restarts exactly that unit on that host as if it were marked (systemd
+    reloaded), and waits for the worker's ping only when the worker was the one restarted.
+    Nothing else is restarted or waited for."""
+    host, restart = (WORKERS[-1], RESTART) if unit == "celery-worker" else (BEAT_HOST, RESTART_BEAT)
+    units = [
+        (h, u)
+        for h in WORKERS
+        for u in ["celery-worker"] + (["celery-beat"] if h == BEAT_HOST else [])
+    ]
+    before = {(h, u): unit_property(h, "MainPID", u) for h, u in units}
     # A new modification time is a change of the unit to systemd (its content is the role's).
-    subprocess.run(["docker", "exec", changed_host, "touch", "-d", "+1 minute", unit], check=True)
+    path = f"/etc/systemd/system/{unit}.service"
+    subprocess.run(["docker", "exec", host, "touch", "-d", "+1 minute", path], check=True)
     rc, output, changed = run_playbook(LAB_INVENTORY, "playbooks/celery.yml")
     assert rc == 0, output[-4000:]
-    assert changed[other] == 0, changed
-    reloaded = hosts_of(output, RELOAD, "changed")
+    assert all(count == 0 for h, count in changed.items() if h != host), changed
+    reloaded = hosts_of(output, restart, "changed")
     pinged = hosts_of(output, PING, "ok")
-    assert (reloaded, pinged) == ([changed_host], [changed_host]), output[-3000:]
-    after = {host: main_pid(host) for host in WORKERS}
-    assert after[changed_host] != before[changed_host] and after[other] == before[other]
-    need = subprocess.run(
-        [
-            "docker",
-            "exec",
-            changed_host,
-            "systemctl",
-            "show",
-            "-p",
-            "NeedDaemonReload",
-            "--value",
-            "celery-worker",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    assert need == "no", need
+    assert (reloaded, pinged) == ([host], [host] if unit == "celery-worker" else []), output[-3000:]
+    after = {(h, u): unit_property(h, "MainPID", u) for h, u in units}
+    assert [key for key in units if after[key] != before[key]] == [(host, unit)], (before, after)
+    assert unit_property(host, "NeedDaemonReload", unit) == "no"
     assert_whole_system_answers()
